@@ -831,18 +831,33 @@ impl Validator {
         Some(Assign { vars })
     }
 
-    fn retriers(&mut self, v: &Json, pointer: &str) -> Vec<Retrier> {
+    /// The objects of an array field (Retry, Catch), each with its pointer and whether it is
+    /// the last element; a non-array field and non-object elements are reported.
+    fn object_list<'j>(
+        &mut self,
+        v: &'j Json,
+        pointer: &str,
+        field: &str,
+        item: &str,
+    ) -> Vec<(String, &'j serde_json::Map<String, Json>, bool)> {
         let Some(items) = v.as_array() else {
-            self.diags.error(code::WRONG_TYPE, pointer, "Retry must be an array");
+            self.diags.error(code::WRONG_TYPE, pointer, format!("{field} must be an array"));
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (i, r) in items.iter().enumerate() {
+        for (i, x) in items.iter().enumerate() {
             let here = format!("{pointer}/{i}");
-            let Some(obj) = r.as_object() else {
-                self.diags.error(code::WRONG_TYPE, &here, "a retrier must be an object");
-                continue;
-            };
+            match x.as_object() {
+                Some(obj) => out.push((here, obj, i + 1 == items.len())),
+                None => self.diags.error(code::WRONG_TYPE, &here, format!("{item} must be an object")),
+            }
+        }
+        out
+    }
+
+    fn retriers(&mut self, v: &Json, pointer: &str) -> Vec<Retrier> {
+        let mut out = Vec::new();
+        for (here, obj, is_last) in self.object_list(v, pointer, "Retry", "a retrier") {
             for key in obj.keys() {
                 if !matches!(
                     key.as_str(),
@@ -861,7 +876,7 @@ impl Validator {
                     );
                 }
             }
-            let error_equals = self.error_equals(obj.get("ErrorEquals"), &here, i + 1 == items.len());
+            let error_equals = self.error_equals(obj.get("ErrorEquals"), &here, is_last);
             let interval_seconds = obj
                 .get("IntervalSeconds")
                 .map_or(1, |v| self.integer(v, &pointer_push(&here, "IntervalSeconds"), 1, MAX_SECONDS));
@@ -922,17 +937,8 @@ impl Validator {
     }
 
     fn catchers(&mut self, v: &Json, pointer: &str, index: &HashMap<&str, usize>) -> Vec<Catcher> {
-        let Some(items) = v.as_array() else {
-            self.diags.error(code::WRONG_TYPE, pointer, "Catch must be an array");
-            return Vec::new();
-        };
         let mut out = Vec::new();
-        for (i, c) in items.iter().enumerate() {
-            let here = format!("{pointer}/{i}");
-            let Some(obj) = c.as_object() else {
-                self.diags.error(code::WRONG_TYPE, &here, "a catcher must be an object");
-                continue;
-            };
+        for (here, obj, is_last) in self.object_list(v, pointer, "Catch", "a catcher") {
             for key in obj.keys() {
                 if !matches!(key.as_str(), "ErrorEquals" | "Next" | "ResultPath" | "Assign" | "Comment") {
                     if JSONATA_ONLY.contains(&key.as_str()) {
@@ -950,7 +956,7 @@ impl Validator {
                     }
                 }
             }
-            let error_equals = self.error_equals(obj.get("ErrorEquals"), &here, i + 1 == items.len());
+            let error_equals = self.error_equals(obj.get("ErrorEquals"), &here, is_last);
             let next = match obj.get("Next") {
                 Some(n) => self.target(n, &pointer_push(&here, "Next"), index),
                 None => {
