@@ -221,7 +221,7 @@ pub struct Exec<'a> {
     scopes: BVec<'a, Scope<'a>>,
     mock_counts: BVec<'a, u32>,
     input: Value<'a>,
-    meta: Meta<'a>,
+    meta: ExecInfo<'a>,
     ctx_execution: Cell<Option<(Value<'a>, Value<'a>)>>,
     rng: Cell<u64>,
     events: u32,
@@ -234,14 +234,34 @@ pub struct Exec<'a> {
     outcome: Option<Outcome<'a>>,
 }
 
-struct Meta<'a> {
-    execution_arn: &'a str,
-    name: &'a str,
-    state_machine_arn: &'a str,
-    state_machine_name: &'a str,
-    role_arn: &'a str,
-    start_time: i64,
-    redrive_count: u32,
+/// [`ExecMeta`], borrowed: what an execution keeps of its metadata. A driver that keeps many
+/// executions (the sharded executor) builds this from strings it owns elsewhere (the
+/// machine's ARNs, the execution's name formatted into its arena), so starting an
+/// execution allocates nothing on the heap.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecInfo<'a> {
+    pub execution_arn: &'a str,
+    pub name: &'a str,
+    pub state_machine_arn: &'a str,
+    pub state_machine_name: &'a str,
+    pub role_arn: &'a str,
+    /// Unix nanoseconds.
+    pub start_time: i64,
+    pub redrive_count: u32,
+}
+
+impl ExecMeta {
+    pub fn borrow(&self) -> ExecInfo<'_> {
+        ExecInfo {
+            execution_arn: &self.execution_arn,
+            name: &self.name,
+            state_machine_arn: &self.state_machine_arn,
+            state_machine_name: &self.state_machine_name,
+            role_arn: &self.role_arn,
+            start_time: self.start_time,
+            redrive_count: self.redrive_count,
+        }
+    }
 }
 
 /// Evaluation environment of one frame.
@@ -296,16 +316,11 @@ impl<'a> Exec<'a> {
     /// Starts an execution (counts `ExecutionStarted`). `seed` drives `States.UUID`,
     /// `States.MathRandom` without a seed, retry jitter and task tokens.
     pub fn new(prog: &'a Program, bump: &'a Bump, input: Value<'a>, meta: &'a ExecMeta, seed: u64) -> Exec<'a> {
-        // Borrowed, not copied: starting an execution allocates nothing for its metadata.
-        let meta = Meta {
-            execution_arn: &meta.execution_arn,
-            name: &meta.name,
-            state_machine_arn: &meta.state_machine_arn,
-            state_machine_name: &meta.state_machine_name,
-            role_arn: &meta.role_arn,
-            start_time: meta.start_time,
-            redrive_count: meta.redrive_count,
-        };
+        Exec::start(prog, bump, input, meta.borrow(), seed)
+    }
+
+    /// [`Exec::new`] with borrowed metadata.
+    pub fn start(prog: &'a Program, bump: &'a Bump, input: Value<'a>, meta: ExecInfo<'a>, seed: u64) -> Exec<'a> {
         let deadline =
             prog.timeout_seconds.map(|t| meta.start_time.saturating_add((t as i64).saturating_mul(NANOS_PER_SEC)));
         let mut exec = Exec {
@@ -616,12 +631,20 @@ impl<'a> Exec<'a> {
     }
 
     fn time_out(&mut self) {
+        self.end_timed_out("The execution ran longer than its TimeoutSeconds allows.");
+    }
+
+    /// Ends the execution now with `TIMED_OUT` / `States.Timeout` and `cause`, unless it has
+    /// finished already. For drivers that enforce a limit the definition does not state
+    /// (the Express 5-minute cap); the definition's own `TimeoutSeconds` is enforced by
+    /// `run` itself.
+    pub fn end_timed_out(&mut self, cause: &'a str) {
+        if self.outcome.is_some() {
+            return;
+        }
         self.events += 1; // ExecutionTimedOut
-        self.outcome = Some(Outcome::TimedOut(Failure {
-            error: Some("States.Timeout"),
-            cause: Some("The execution ran longer than its TimeoutSeconds allows."),
-            heartbeat: false,
-        }));
+        self.outcome =
+            Some(Outcome::TimedOut(Failure { error: Some("States.Timeout"), cause: Some(cause), heartbeat: false }));
     }
 
     fn env(&self, f: u32, input: Value<'a>) -> FrameEnv<'_, 'a> {
