@@ -21,6 +21,7 @@ use bumpalo::Bump;
 use sfn::clock::{Clock, ManualClock};
 use sfn::compile::Bindings;
 use sfn::diag::Diagnostic;
+use sfn::executor::{Engine, Input, MachineSpec, StateMachine};
 use sfn::handlers::{Handler, Registry, TaskContext, TaskError};
 use sfn::local::Status;
 use sfn::mocks::MockSet;
@@ -39,16 +40,24 @@ pub enum Workload {
     /// The Wild Rydes rider-photo workflow (`examples/rider-photo.express.asl.json`): five
     /// Lambda tasks answered by inline handlers, `ResultPath`s, a two-branch `Parallel`.
     Rider,
+    /// A Choice + Pass loop of 100 iterations (`benches/data/choice-loop.asl.json`): the
+    /// cost of a state transition, 202 of them per execution.
+    ChoiceLoop,
+    /// An inline Map over 100 items with `ItemSelector` and the Map context
+    /// (`benches/data/map100.asl.json`): child frames, joins, intrinsics.
+    Map100,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 2] = [Workload::Pass4, Workload::Rider];
+    pub const ALL: [Workload; 4] = [Workload::Pass4, Workload::Rider, Workload::ChoiceLoop, Workload::Map100];
 
     /// Short name, as used in bench ids and on loadgen's command line.
     pub fn name(self) -> &'static str {
         match self {
             Workload::Pass4 => "pass4",
             Workload::Rider => "rider",
+            Workload::ChoiceLoop => "choice-loop",
+            Workload::Map100 => "map100",
         }
     }
 
@@ -56,6 +65,8 @@ impl Workload {
         match self {
             Workload::Pass4 => include_bytes!("../data/pass4.asl.json"),
             Workload::Rider => include_bytes!("../../examples/rider-photo.express.asl.json"),
+            Workload::ChoiceLoop => include_bytes!("../data/choice-loop.asl.json"),
+            Workload::Map100 => include_bytes!("../data/map100.asl.json"),
         }
     }
 
@@ -63,6 +74,8 @@ impl Workload {
         match self {
             Workload::Pass4 => include_bytes!("../data/pass4.input.json"),
             Workload::Rider => include_bytes!("../../examples/rider-photo.input.json"),
+            Workload::ChoiceLoop => include_bytes!("../data/choice-loop.input.json"),
+            Workload::Map100 => include_bytes!("../data/map100.input.json"),
         }
     }
 
@@ -71,6 +84,8 @@ impl Workload {
         let text = match self {
             Workload::Pass4 => include_str!("../data/pass4.output.json"),
             Workload::Rider => include_str!("../data/rider.output.json"),
+            Workload::ChoiceLoop => include_str!("../data/choice-loop.output.json"),
+            Workload::Map100 => include_str!("../data/map100.output.json"),
         };
         text.trim_end()
     }
@@ -82,8 +97,8 @@ impl Workload {
     /// The handlers the workload's tasks are bound to.
     pub fn registry(self) -> Registry {
         match self {
-            Workload::Pass4 => Registry::new(),
             Workload::Rider => rider_handlers(),
+            Workload::Pass4 | Workload::ChoiceLoop | Workload::Map100 => Registry::new(),
         }
     }
 
@@ -172,6 +187,51 @@ fn persist_metadata<'a>(_: &TaskContext<'_>, _: Value<'a>, arena: Arena<'a>) -> 
 
 fn notify<'a>(_: &TaskContext<'_>, _: Value<'a>, arena: Arena<'a>) -> Result<Value<'a>, TaskError> {
     Ok(arena.object(&[("notified", Value::Bool(true))]))
+}
+
+/// A workload on the sharded engine ([`sfn::executor`]): the engine, the registered
+/// machine and one shared input (cloning it shares the bytes, so starting costs no copy).
+pub struct EngineBench {
+    pub engine: Engine,
+    pub machine: StateMachine,
+    pub input: Input,
+    pub workload: Workload,
+}
+
+impl EngineBench {
+    /// An engine with `shards` shards running `w`; checks the output once (through
+    /// `start_sync`) before anything is measured.
+    pub fn new(w: Workload, shards: usize) -> EngineBench {
+        let engine = Engine::builder().shards(shards).handlers(w.registry()).build();
+        let machine = engine
+            .register(MachineSpec::new(w.name(), w.definition(), w.machine_type()))
+            .unwrap_or_else(|e| panic!("the built-in {} definition is invalid: {e}", w.name()));
+        let input = Input::from_json(w.input()).expect("the built-in input is valid JSON");
+        let r = engine.start_sync(&machine, &input, None).wait().expect("the engine runs");
+        assert!(
+            r.status == Status::Succeeded && r.output.as_deref() == Some(w.expected_output()),
+            "workload {} changed behaviour on the engine: {r:?}",
+            w.name()
+        );
+        EngineBench { engine, machine, input, workload: w }
+    }
+
+    /// Starts `n` executions (asynchronous Express starts, retried after a short sleep
+    /// when throttled) and returns when all of them have ended. The waiting thread sleeps
+    /// between polls so that it leaves the cores to the shards.
+    pub fn run(&self, n: u64) -> std::time::Duration {
+        let t0 = std::time::Instant::now();
+        let target = self.engine.ended(&self.machine) + n;
+        for _ in 0..n {
+            while self.engine.start(&self.machine, &self.input, None).is_err() {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+        while self.engine.ended(&self.machine) < target {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        t0.elapsed()
+    }
 }
 
 /// Everything one thread (one shard, in production) keeps between executions: the arena,

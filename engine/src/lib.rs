@@ -13,6 +13,7 @@ pub mod clock;
 pub mod compile;
 pub mod diag;
 pub mod eval;
+pub mod executor;
 pub mod handlers;
 pub mod intern;
 pub mod intrinsics;

@@ -502,6 +502,10 @@ impl<'a> Exec<'a> {
                     }
                 }
                 self.wake(now);
+                // A timeout that fired may have ended the execution (no catcher).
+                if self.outcome.is_some() {
+                    return Poll::Finished;
+                }
             }
             let Some(f) = self.runnable.pop() else {
                 return Poll::Blocked { wake_at: self.next_wake() };

@@ -311,6 +311,29 @@ fn async_handlers_suspend_and_time_out() {
 }
 
 #[test]
+fn an_uncaught_heartbeat_timeout_ends_the_execution_in_the_same_run() {
+    // The timeout fires while the VM wakes its timers; the execution must report Finished
+    // then, not Blocked with nothing left to wait for.
+    let clock = ManualClock::fixed();
+    let mut reg = Registry::new();
+    let send = "arn:aws:states:::sqs:sendMessage.waitForTaskToken";
+    reg.register(send, Handler::sync_json(|_, _| Ok(json!({}))));
+    let def = json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": send, "HeartbeatSeconds": 10,
+        "Parameters": {"token.$": "$$.Task.Token"}, "End": true}}});
+    let prog = compile(&def, &reg);
+    let mut polls = Vec::new();
+    let out = drive(&prog, "{}", &clock, |_, p| {
+        polls.push(p);
+        if let Poll::Blocked { wake_at: Some(t) } = p {
+            clock.sleep_until(t);
+        }
+    });
+    assert_eq!(out.0, "FAILED");
+    assert_eq!(out.1.as_deref(), Some("States.Timeout"));
+    assert_eq!(polls.len(), 1, "one wait, then the run that ends it: {polls:?}");
+}
+
+#[test]
 fn callbacks_complete_with_their_token_and_heartbeats_time_out() {
     let clock = ManualClock::fixed();
     let seen_tokens = Arc::new(Mutex::new(Vec::<String>::new()));

@@ -1,0 +1,159 @@
+//! `executor::live`: one running execution owned by a shard: its arena, its [`Exec`] and the
+//! start request it came from.
+//!
+//! Input: a [`Start`] and a pooled arena. Output: an execution the shard can run, park and
+//! finish. Never touches: queues, timers, other executions.
+//!
+//! An [`Exec`] borrows its arena, its program and its metadata strings. A shard keeps
+//! thousands of executions in one table, so the borrow is erased here, in one place, under
+//! the rules written next to the `unsafe` blocks: the arena is heap-allocated and reached
+//! through a raw pointer (moving a [`Live`] never moves it), the program and the machine's
+//! strings are kept alive by the `Arc` inside the start request, and the execution is
+//! dropped before either.
+
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
+
+use bumpalo::Bump;
+
+use super::{ExecName, Start};
+use crate::validate::MachineType;
+use crate::value::{JsonError, JsonParser};
+use crate::vm::{Exec, ExecInfo};
+
+/// A shard-owned execution.
+pub(super) struct Live {
+    /// `None` until the input is parsed and after a panic tore the execution down.
+    /// Safety: borrows `*arena` and data owned by `start.machine`; see [`Live::drop`].
+    exec: ManuallyDrop<Option<Exec<'static>>>,
+    /// `None` only after [`Live::take_arena`].
+    arena: Option<NonNull<Bump>>,
+    pub start: Start,
+    /// When the shard took the start (clock nanoseconds).
+    pub started_at: i64,
+    /// The instant the execution must have ended by (the Express cap or the maximum
+    /// duration), on the engine's clock.
+    pub cap: i64,
+    /// The timer armed for this execution (`i64::MAX`: none).
+    pub armed: i64,
+    /// Asynchronous handler calls in flight.
+    pub calls_in_flight: u32,
+    /// Tokens of this execution's callback tasks registered for routing.
+    pub tokens: Vec<Box<str>>,
+}
+
+// Safety: `Exec` holds arena references and `Cell`s, which are not `Send`; a `Live` is
+// moved between threads only as a whole (never while borrowed), together with the arena
+// and the `Arc`s that everything it references hangs off, so no reference outlives or
+// escapes its owner. Only the owning shard's thread touches it.
+unsafe impl Send for Live {}
+
+impl Live {
+    /// Takes ownership of `arena` (from the shard's pool) for `start`.
+    pub fn new(start: Start, arena: Box<Bump>, started_at: i64, cap: i64) -> Live {
+        Live {
+            exec: ManuallyDrop::new(None),
+            arena: Some(NonNull::from(Box::leak(arena))),
+            start,
+            started_at,
+            cap,
+            armed: i64::MAX,
+            calls_in_flight: 0,
+            tokens: Vec::new(),
+        }
+    }
+
+    /// Parses the input into the arena and creates the execution.
+    pub fn begin(&mut self, parser: &mut JsonParser, seed: u64) -> Result<(), JsonError> {
+        self.teardown();
+        // Safety: the arena lives until `Live` is dropped or `into_arena` is called, both
+        // of which drop the execution first; the program and the machine's strings are
+        // owned by `self.start.machine` (an `Arc` that `Live` holds for the same span).
+        // Nothing else holds a mutable reference to the arena while the execution lives.
+        let bump: &'static Bump = unsafe { self.arena.expect("a live execution has its arena").as_ref() };
+        let machine: &'static super::MachineEntry = unsafe { &*(&*self.start.machine.0 as *const _) };
+        let input = parser.parse(bump, &self.start.input.0)?;
+        // Names and ARNs are written straight into the arena (no formatting machinery: this
+        // runs once per start).
+        let mut buf = uuid::Uuid::encode_buffer();
+        let name: &str = match &self.start.name {
+            ExecName::Given(n) => bump.alloc_str(n),
+            ExecName::Generated(u) => bump.alloc_str(uuid::Uuid::from_u128(*u).hyphenated().encode_lower(&mut buf)),
+        };
+        let mut arn =
+            bumpalo::collections::String::with_capacity_in(machine.exec_arn_prefix.len() + name.len() + 37, bump);
+        arn.push_str(&machine.exec_arn_prefix);
+        arn.push_str(name);
+        if machine.machine_type == MachineType::Express {
+            arn.push(':');
+            arn.push_str(uuid::Uuid::from_u128(self.start.uuid).hyphenated().encode_lower(&mut buf));
+        }
+        let info = ExecInfo {
+            execution_arn: arn.into_bump_str(),
+            name,
+            state_machine_arn: &machine.arn,
+            state_machine_name: &machine.name,
+            role_arn: &machine.role_arn,
+            start_time: self.started_at,
+            redrive_count: 0,
+        };
+        *self.exec = Some(Exec::start(&machine.program, bump, input, info, seed));
+        Ok(())
+    }
+
+    pub fn exec(&mut self) -> Option<&mut Exec<'static>> {
+        self.exec.as_mut()
+    }
+
+    /// Bytes the arena holds (its chunks' capacity).
+    pub fn arena_bytes(&self) -> usize {
+        // Safety: shared read of the arena's chunk list; no allocation is in progress
+        // (the shard is single-threaded and not inside `Exec::run`).
+        self.arena.map_or(0, |a| unsafe { a.as_ref() }.allocated_bytes())
+    }
+
+    /// Drops the execution (after a panic, or before a fresh `begin`).
+    pub fn teardown(&mut self) {
+        // The value may be half-updated after a panic; dropping it only releases arena
+        // vectors (no-ops in bumpalo) and the outbox of pending calls.
+        *self.exec = None;
+    }
+
+    /// Ends the execution in place and takes its arena (not yet reset); what is left of
+    /// the `Live` (the start request) is dropped with it, without moving it.
+    pub fn take_arena(&mut self) -> Box<Bump> {
+        self.teardown();
+        let arena = self.arena.take().expect("a live execution has its arena");
+        // Safety: the execution is gone, so nothing borrows the arena; the pointer came
+        // from `Box::leak` and is taken out of `self`, so it is released exactly once.
+        unsafe { Box::from_raw(arena.as_ptr()) }
+    }
+
+    /// Ends the execution and gives back the arena (not yet reset) and the start request.
+    pub fn into_parts(self) -> (Box<Bump>, Start) {
+        let mut this = ManuallyDrop::new(self);
+        // Safety: the execution is dropped first, so nothing borrows the arena any more;
+        // every field is moved out exactly once and `this` is never dropped.
+        unsafe {
+            ManuallyDrop::drop(&mut this.exec);
+            let arena = Box::from_raw(this.arena.expect("a live execution has its arena").as_ptr());
+            let start = std::ptr::read(&this.start);
+            (arena, start)
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        // Safety: the execution (which borrows the arena and the machine) goes first; the
+        // arena pointer came from `Box::leak` and is released exactly once, here or in
+        // `into_parts` (which skips this `Drop`). `start` (holding the machine) is dropped
+        // after this body, when the execution is gone.
+        unsafe {
+            ManuallyDrop::drop(&mut self.exec);
+            if let Some(arena) = self.arena {
+                drop(Box::from_raw(arena.as_ptr()));
+            }
+        }
+    }
+}

@@ -1,0 +1,975 @@
+//! `executor`: the sharded runtime: many executions at once on a few threads.
+//!
+//! Input: registered state machines, start requests (asynchronous `start`, synchronous
+//! `start_sync`), answers of asynchronous handlers. Output: finished executions (their
+//! status reaches `start_sync` callers, the metrics and the logs). Never touches: definition
+//! JSON after registration (programs are compiled once and shared read-only), other
+//! processes (nothing is durable here: an Express execution lives in memory).
+//!
+//! The shape: N shards (default one per core), each a thread owning its executions, its
+//! arena pool and its timers. `start` picks a shard round-robin and pushes the request into
+//! that shard's bounded lock-free inbox (crossbeam `ArrayQueue`); a full inbox (every
+//! shard's) fails the start at once with [`StartError::Throttled`] instead of queueing
+//! without bound. An execution stays on its shard from start to end; Parallel branches and
+//! Map iterations are interleaved inside it by the VM. Asynchronous handlers run on a tokio
+//! runtime; their answers come back through the shard's control queue (unbounded, for
+//! messages that must never be refused). A synchronous handler runs inline on the shard.
+//!
+//! At-least-once: a panic inside an execution (a handler's, or the engine's) tears that
+//! execution down and restarts it from its original input on the next shard; a panic in a
+//! shard's own loop restarts every execution the shard held. Handlers must therefore be
+//! idempotent, as AWS documents for asynchronous Express executions. A synchronous start
+//! (`start_sync`) is at most once, as AWS's StartSyncExecution: a panic fails it instead.
+//!
+//! The Express cap: no Express execution runs longer than 300 s (or the definition's lower
+//! `TimeoutSeconds`); past it the execution ends `TIMED_OUT` with `States.Timeout`, its
+//! timers are dropped and its arena goes back to the pool. The cap is checked when the
+//! execution's timer fires and between run slices (a slice is `step_budget` states), so a
+//! busy execution is stopped within one slice; a synchronous handler that never returns
+//! cannot be interrupted (it runs on the shard's thread), which is why handlers that wait
+//! on I/O should be asynchronous.
+
+mod live;
+mod metrics;
+mod shard;
+mod timers;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_queue::{ArrayQueue, SegQueue};
+use crossbeam_utils::sync::Unparker;
+use parking_lot::{Mutex, RwLock};
+
+pub use metrics::MachineMetrics;
+
+use crate::clock::{Clock, SystemClock, NANOS_PER_SEC};
+use crate::compile::Bindings;
+use crate::diag::Diagnostic;
+use crate::handlers::{Registry, TaskError};
+use crate::local::Status;
+use crate::mocks::MockSet;
+use crate::program::Program;
+use crate::validate::MachineType;
+use crate::value::byte_offset;
+use crate::vm::CallbackError;
+
+/// AWS's limit for Express executions.
+pub const EXPRESS_MAX_SECONDS: u64 = 300;
+/// AWS's limit for Standard executions (one year).
+pub const STANDARD_MAX_SECONDS: u64 = 366 * 24 * 3600;
+/// AWS's limit on execution input and on every payload.
+pub const INPUT_LIMIT: usize = crate::value::PAYLOAD_LIMIT;
+
+/// How to build an [`Engine`].
+pub struct EngineBuilder {
+    shards: usize,
+    inbox_capacity: usize,
+    clock: Arc<dyn Clock>,
+    handlers: Registry,
+    tokio: Option<tokio::runtime::Handle>,
+    region: String,
+    account: String,
+    step_budget: u32,
+    max_reruns: u32,
+    arena_bytes: usize,
+    arena_keep_bytes: usize,
+    seed: u64,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            inbox_capacity: 65_536,
+            clock: Arc::new(SystemClock),
+            handlers: Registry::new(),
+            tokio: None,
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            step_budget: 256,
+            max_reruns: 3,
+            arena_bytes: 960,
+            arena_keep_bytes: 64 * 1024,
+            seed: 0x5f6e_2024,
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// Executor threads (default: one per core).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = n.max(1);
+        self
+    }
+
+    /// Starts each shard's inbox holds before `start` is throttled (default 65,536). The
+    /// bound is what keeps memory finite when starts arrive faster than shards run them.
+    pub fn inbox_capacity(mut self, n: usize) -> Self {
+        self.inbox_capacity = n.max(1);
+        self
+    }
+
+    /// The clock every timer and timestamp reads (default: the system clock). Tests use
+    /// [`crate::clock::ManualClock`]; load tests [`crate::clock::SpeedClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Task handlers, by resource ARN (exact or pattern), for every machine registered
+    /// later unless its [`MachineSpec`] brings its own.
+    pub fn handlers(mut self, handlers: Registry) -> Self {
+        self.handlers = handlers;
+        self
+    }
+
+    /// The tokio runtime asynchronous handlers run on. Without one, the engine starts a
+    /// one-thread runtime the first time an asynchronous handler is called.
+    pub fn tokio_handle(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.tokio = Some(handle);
+        self
+    }
+
+    /// Region and account in the ARNs the engine makes.
+    pub fn region_account(mut self, region: &str, account: &str) -> Self {
+        self.region = region.into();
+        self.account = account.into();
+        self
+    }
+
+    /// States an execution may enter before its shard turns to other work (default 256).
+    pub fn step_budget(mut self, n: u32) -> Self {
+        self.step_budget = n.max(1);
+        self
+    }
+
+    /// Restarts after panics before an execution is failed instead (default 3).
+    pub fn max_reruns(mut self, n: u32) -> Self {
+        self.max_reruns = n;
+        self
+    }
+
+    /// First chunk of a new arena (default 960 bytes: with bumpalo's footer and the
+    /// allocator's overhead, one 1 KiB block; a rider-photo execution parked at its first
+    /// task uses about 700 bytes of it) and the largest arena a pool keeps after reset
+    /// (default 64 KiB; a bigger one, left by an unusually large execution, is freed). An
+    /// arena keeps its largest chunk across resets, so a pooled arena is as big as the
+    /// largest execution it served, up to that bound.
+    pub fn arena_sizes(mut self, first: usize, keep: usize) -> Self {
+        self.arena_bytes = first;
+        self.arena_keep_bytes = keep;
+        self
+    }
+
+    /// Seed for execution names, UUIDs and each execution's random source.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Starts the shards.
+    pub fn build(self) -> Engine {
+        let inner = Arc::new(Inner {
+            shards: OnceLock::new(),
+            next: AtomicUsize::new(0),
+            accepting: AtomicBool::new(true),
+            clock: self.clock,
+            handlers: self.handlers,
+            tokio: OnceLock::new(),
+            machines: RwLock::new(Vec::new()),
+            callbacks: Mutex::new(std::collections::HashMap::new()),
+            region: self.region,
+            account: self.account,
+            step_budget: self.step_budget,
+            max_reruns: self.max_reruns,
+            arena_bytes: self.arena_bytes,
+            arena_keep_bytes: self.arena_keep_bytes,
+            seed: self.seed,
+            threads: Mutex::new(Vec::new()),
+        });
+        if let Some(h) = self.tokio {
+            let _ = inner.tokio.set(Tokio::Borrowed(h));
+        }
+        let mut shards = Vec::with_capacity(self.shards);
+        let mut parkers = Vec::with_capacity(self.shards);
+        for _ in 0..self.shards {
+            let parker = crossbeam_utils::sync::Parker::new();
+            shards.push(ShardQueues {
+                starts: ArrayQueue::new(self.inbox_capacity),
+                control: SegQueue::new(),
+                unparker: parker.unparker().clone(),
+                gauges: ShardGauges::default(),
+            });
+            parkers.push(parker);
+        }
+        let _ = inner.shards.set(shards);
+        let mut threads = inner.threads.lock();
+        for (index, parker) in parkers.into_iter().enumerate() {
+            let inner2 = inner.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("sfn-shard-{index}"))
+                .spawn(move || shard::run(inner2, index, parker))
+                .expect("the OS starts a shard thread");
+            threads.push(t);
+        }
+        drop(threads);
+        Engine { inner }
+    }
+}
+
+/// A state machine to register.
+pub struct MachineSpec<'d> {
+    pub name: &'d str,
+    pub definition: &'d [u8],
+    pub machine_type: MachineType,
+    /// Handlers for this machine only (default: the engine's).
+    pub handlers: Option<&'d Registry>,
+    /// Mocked task answers (Step Functions Local's format, see [`crate::mocks`]).
+    pub mocks: Option<&'d MockSet>,
+    /// Default: `arn:aws:iam::ACCOUNT:role/service-role/StepFunctions-NAME-role`.
+    pub role_arn: Option<&'d str>,
+}
+
+impl<'d> MachineSpec<'d> {
+    pub fn new(name: &'d str, definition: &'d [u8], machine_type: MachineType) -> Self {
+        MachineSpec { name, definition, machine_type, handlers: None, mocks: None, role_arn: None }
+    }
+}
+
+/// Why a state machine was not registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The definition has problems (every one of them, located by JSON pointer).
+    #[error("InvalidDefinition: {}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; "))]
+    InvalidDefinition(Vec<Diagnostic>),
+    /// AWS's naming rules: 1–80 characters, none of whitespace, `<>{}[]?*"#%\^|~`$&,;:/`
+    /// or control characters.
+    #[error("InvalidName: {0}")]
+    InvalidName(String),
+    #[error("StateMachineAlreadyExists: a state machine named {0:?} is registered")]
+    AlreadyExists(String),
+}
+
+/// A registered state machine. Cheap to clone; starting it needs no lookup.
+#[derive(Clone)]
+pub struct StateMachine(Arc<MachineEntry>);
+
+pub(crate) struct MachineEntry {
+    name: String,
+    arn: String,
+    role_arn: String,
+    machine_type: MachineType,
+    program: Arc<Program>,
+    /// `arn:aws:states:R:A:express:NAME:` or `…:execution:NAME:`.
+    exec_arn_prefix: String,
+    /// The Express cap or the Standard maximum, or the definition's lower TimeoutSeconds
+    /// (which the VM enforces itself, with its own cause).
+    max_nanos: i64,
+    /// Some task waits for a callback (`.waitForTaskToken`): its tokens are routed.
+    callbacks: bool,
+    throttled: AtomicU64,
+    stats: Box<[metrics::ShardStats]>,
+}
+
+impl StateMachine {
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+    pub fn arn(&self) -> &str {
+        &self.0.arn
+    }
+    pub fn machine_type(&self) -> MachineType {
+        self.0.machine_type
+    }
+    pub fn program(&self) -> &Arc<Program> {
+        &self.0.program
+    }
+}
+
+impl fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateMachine").field("arn", &self.0.arn).finish()
+    }
+}
+
+/// Execution input: JSON text, checked once. Cloning shares the bytes, so one input can
+/// start any number of executions without copying (the load generator does this).
+#[derive(Clone, Debug)]
+pub struct Input(Bytes);
+
+/// Why an input was refused (AWS: `InvalidExecutionInput`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("InvalidExecutionInput: input is not valid JSON at byte {offset}: {message}")]
+    NotJson { offset: usize, message: String },
+    #[error("InvalidExecutionInput: input is {0} bytes; the limit is 262144")]
+    TooLarge(usize),
+}
+
+impl Input {
+    /// Checks that `text` is one JSON value within AWS's 256 KiB limit.
+    pub fn from_json(text: impl Into<Bytes>) -> Result<Input, InputError> {
+        let text = text.into();
+        if text.len() > INPUT_LIMIT {
+            return Err(InputError::TooLarge(text.len()));
+        }
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&text) {
+            let offset = byte_offset(&text, e.line(), e.column());
+            return Err(InputError::NotJson { offset, message: e.to_string() });
+        }
+        Ok(Input(text))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Why a start was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// Every shard's inbox is full (the API maps this to `ThrottlingException`).
+    #[error("ThrottlingException: every shard's inbox is full")]
+    Throttled,
+    #[error("InvalidName: {0}")]
+    InvalidName(String),
+    /// `start_sync` on a Standard machine.
+    #[error("StateMachineTypeNotSupported: synchronous starts are for Express state machines")]
+    TypeNotSupported,
+    /// The engine is shutting down.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// How an execution is named.
+#[derive(Clone, Debug)]
+pub(crate) enum ExecName {
+    Given(Arc<str>),
+    /// A random UUID (AWS names unnamed executions with one).
+    Generated(u128),
+}
+
+/// A started execution.
+#[derive(Clone, Debug)]
+pub struct Execution {
+    machine: StateMachine,
+    name: ExecName,
+    uuid: u128,
+    /// Clock nanoseconds.
+    pub start_date: i64,
+}
+
+impl Execution {
+    /// `arn:aws:states:R:A:express:MACHINE:NAME:UUID` (Express) or
+    /// `arn:aws:states:R:A:execution:MACHINE:NAME` (Standard).
+    pub fn arn(&self) -> String {
+        let m = &self.machine.0;
+        let mut s = m.exec_arn_prefix.clone();
+        s.push_str(&self.name());
+        if m.machine_type == MachineType::Express {
+            s.push(':');
+            s.push_str(&uuid::Uuid::from_u128(self.uuid).to_string());
+        }
+        s
+    }
+
+    pub fn name(&self) -> String {
+        match &self.name {
+            ExecName::Given(n) => n.to_string(),
+            ExecName::Generated(u) => uuid::Uuid::from_u128(*u).to_string(),
+        }
+    }
+}
+
+/// What a synchronous start returns (StartSyncExecution's fields).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncResult {
+    pub execution_arn: String,
+    pub name: String,
+    pub status: Status,
+    /// Compact JSON text (SUCCEEDED only).
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    /// Clock nanoseconds.
+    pub start_date: i64,
+    pub stop_date: i64,
+    pub billing: BillingDetails,
+    /// States entered.
+    pub transitions: u64,
+}
+
+/// AWS's billing figures for a synchronous Express execution: duration rounded up to
+/// 100 ms, memory (the execution's arena) rounded up to 64 MB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BillingDetails {
+    pub billed_memory_used_in_mb: u64,
+    pub billed_duration_in_milliseconds: u64,
+}
+
+impl BillingDetails {
+    fn new(duration_nanos: i64, memory_bytes: usize) -> Self {
+        let ms = (duration_nanos.max(0) as u64).div_ceil(1_000_000);
+        let mb = (memory_bytes as u64).div_ceil(1 << 20).max(1);
+        BillingDetails {
+            billed_duration_in_milliseconds: ms.div_ceil(100).max(1) * 100,
+            billed_memory_used_in_mb: mb.div_ceil(64) * 64,
+        }
+    }
+}
+
+/// Why a synchronous start gave no result.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The engine shut down before the execution ended.
+    #[error("the engine shut down before the execution ended")]
+    Abandoned,
+}
+
+/// The answer to `start_sync`: a future (usable from any executor, or with
+/// [`SyncStart::wait`] from plain threads).
+pub struct SyncStart {
+    rx: Result<tokio::sync::oneshot::Receiver<SyncResult>, Option<StartError>>,
+}
+
+impl SyncStart {
+    /// Blocks the calling thread until the execution ends.
+    pub fn wait(self) -> Result<SyncResult, SyncError> {
+        crate::local::block_on(self)
+    }
+}
+
+impl Future for SyncStart {
+    type Output = Result<SyncResult, SyncError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.rx {
+            Ok(rx) => Pin::new(rx).poll(cx).map(|r| r.map_err(|_| SyncError::Abandoned)),
+            Err(e) => Poll::Ready(Err(SyncError::Start(e.take().expect("polled after completion")))),
+        }
+    }
+}
+
+/// How `shutdown` treats executions still running.
+#[derive(Clone, Copy, Debug)]
+pub enum Shutdown {
+    /// Stop taking starts, let running and queued executions end; after `deadline` (real
+    /// time) abandon whatever is left.
+    Drain(Duration),
+    /// Stop now; running and queued executions are abandoned.
+    Abandon,
+}
+
+/// What `shutdown` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Executions (and queued starts) dropped unfinished.
+    pub abandoned: u64,
+}
+
+/// Live figures of one shard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardGaugesSnapshot {
+    /// Executions the shard holds (running or parked).
+    pub executions: u64,
+    /// Of those, the ones waiting (for a timer or an asynchronous answer).
+    pub parked: u64,
+    /// Bytes held by the arenas of those executions.
+    pub arena_bytes: u64,
+    /// Bytes of the shard's execution table (slots and their bookkeeping).
+    pub table_bytes: u64,
+    /// Reset arenas kept for reuse, and their bytes.
+    pub pooled_arenas: u64,
+    pub pooled_bytes: u64,
+    /// Pending timer entries (including stale ones not yet surfaced).
+    pub timers: u64,
+    /// Starts waiting in the inbox.
+    pub inbox: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct ShardGauges {
+    executions: metrics::Counter,
+    parked: metrics::Counter,
+    arena_bytes: metrics::Counter,
+    table_bytes: metrics::Counter,
+    pooled_arenas: metrics::Counter,
+    pooled_bytes: metrics::Counter,
+    timers: metrics::Counter,
+}
+
+pub(crate) struct ShardQueues {
+    starts: ArrayQueue<Start>,
+    control: SegQueue<Control>,
+    unparker: Unparker,
+    gauges: ShardGauges,
+}
+
+impl ShardQueues {
+    fn send(&self, c: Control) {
+        self.control.push(c);
+        self.unparker.unpark();
+    }
+}
+
+/// A start request on its way to (or held by) a shard.
+pub(crate) struct Start {
+    machine: StateMachine,
+    input: Input,
+    name: ExecName,
+    uuid: u128,
+    /// When `start` accepted it (clock nanoseconds).
+    accepted_at: i64,
+    /// Where a synchronous start's result goes.
+    reply: Option<tokio::sync::oneshot::Sender<SyncResult>>,
+    /// Runs so far that ended in a panic.
+    reruns: u32,
+}
+
+impl Start {
+    fn arn(&self) -> String {
+        Execution { machine: self.machine.clone(), name: self.name.clone(), uuid: self.uuid, start_date: 0 }.arn()
+    }
+
+    fn name_string(&self) -> String {
+        match &self.name {
+            ExecName::Given(n) => n.to_string(),
+            ExecName::Generated(u) => uuid::Uuid::from_u128(*u).to_string(),
+        }
+    }
+}
+
+/// Messages a shard must never refuse.
+pub(crate) enum Control {
+    /// A re-run (after a panic elsewhere).
+    Start(Start),
+    /// An asynchronous handler answered (or panicked: `Err(message)`).
+    Answer { slot: u32, gen: u32, call: u64, result: Result<Result<serde_json::Value, TaskError>, String> },
+    /// Finish what is running, then stop; abandon what is left at `deadline` (real time).
+    Drain(std::time::Instant),
+    /// SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat for a task of the execution
+    /// in `slot`.
+    Callback {
+        slot: u32,
+        gen: u32,
+        token: Box<str>,
+        action: Callback,
+        reply: tokio::sync::oneshot::Sender<Result<(), CallbackError>>,
+    },
+    /// Test hook: panic in the shard's own loop (not inside an execution).
+    Panic,
+}
+
+/// What a task callback says.
+pub(crate) enum Callback {
+    Success(Box<str>),
+    Failure { error: Box<str>, cause: Option<Box<str>> },
+    Heartbeat,
+}
+
+/// The answer to a task callback (a future, or [`CallbackReply::wait`] from plain threads).
+pub struct CallbackReply {
+    rx: Result<tokio::sync::oneshot::Receiver<Result<(), CallbackError>>, Option<CallbackError>>,
+}
+
+impl CallbackReply {
+    /// Blocks the calling thread until the shard has applied (or refused) the callback.
+    pub fn wait(self) -> Result<(), CallbackError> {
+        crate::local::block_on(self)
+    }
+}
+
+impl Future for CallbackReply {
+    type Output = Result<(), CallbackError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.rx {
+            // A dropped reply means the execution ended first: the task no longer exists.
+            Ok(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(CallbackError::TaskDoesNotExist))),
+            Err(e) => Poll::Ready(Err(e.take().expect("polled after completion"))),
+        }
+    }
+}
+
+enum Tokio {
+    Borrowed(tokio::runtime::Handle),
+    Owned(tokio::runtime::Runtime),
+}
+
+impl Tokio {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match self {
+            Tokio::Borrowed(h) => h,
+            Tokio::Owned(rt) => rt.handle(),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    shards: OnceLock<Vec<ShardQueues>>,
+    next: AtomicUsize,
+    accepting: AtomicBool,
+    clock: Arc<dyn Clock>,
+    handlers: Registry,
+    tokio: OnceLock<Tokio>,
+    machines: RwLock<Vec<StateMachine>>,
+    /// Task tokens of callback tasks now waiting → (shard, slot, generation). Only
+    /// executions of machines with `.waitForTaskToken` tasks touch it.
+    callbacks: Mutex<std::collections::HashMap<Box<str>, (u32, u32, u32)>>,
+    region: String,
+    account: String,
+    step_budget: u32,
+    max_reruns: u32,
+    arena_bytes: usize,
+    arena_keep_bytes: usize,
+    seed: u64,
+    threads: Mutex<Vec<JoinHandle<u64>>>,
+}
+
+impl Inner {
+    fn shards(&self) -> &[ShardQueues] {
+        self.shards.get().expect("shards are set before any thread starts")
+    }
+
+    fn tokio(&self) -> &tokio::runtime::Handle {
+        self.tokio
+            .get_or_init(|| {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("sfn-io")
+                    .enable_all()
+                    .build()
+                    .expect("the OS starts the I/O runtime's thread");
+                Tokio::Owned(rt)
+            })
+            .handle()
+    }
+}
+
+/// The engine: shards, registered machines, metrics. Dropping it abandons whatever runs.
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// Validates and compiles a definition once; its program is then shared by every
+    /// shard. Express definitions that use `.sync` or `.waitForTaskToken` are refused, as
+    /// AWS does.
+    pub fn register(&self, spec: MachineSpec<'_>) -> Result<StateMachine, RegisterError> {
+        check_name(spec.name).map_err(RegisterError::InvalidName)?;
+        let handlers = spec.handlers.unwrap_or(&self.inner.handlers);
+        let program =
+            crate::load(spec.definition, spec.machine_type, Bindings { handlers: Some(handlers), mocks: spec.mocks })
+                .map_err(RegisterError::InvalidDefinition)?;
+        let (region, account, name) = (&self.inner.region, &self.inner.account, spec.name);
+        let cap = match spec.machine_type {
+            MachineType::Express => EXPRESS_MAX_SECONDS,
+            MachineType::Standard => STANDARD_MAX_SECONDS,
+        };
+        let kind = match spec.machine_type {
+            MachineType::Express => "express",
+            MachineType::Standard => "execution",
+        };
+        let entry = MachineEntry {
+            name: name.to_owned(),
+            arn: format!("arn:aws:states:{region}:{account}:stateMachine:{name}"),
+            role_arn: spec.role_arn.map_or_else(
+                || format!("arn:aws:iam::{account}:role/service-role/StepFunctions-{name}-role"),
+                str::to_owned,
+            ),
+            machine_type: spec.machine_type,
+            exec_arn_prefix: format!("arn:aws:states:{region}:{account}:{kind}:{name}:"),
+            max_nanos: cap as i64 * NANOS_PER_SEC,
+            callbacks: program.tasks.iter().any(|t| t.callback),
+            program: Arc::new(program),
+            throttled: AtomicU64::new(0),
+            stats: (0..self.inner.shards().len()).map(|_| metrics::ShardStats::default()).collect(),
+        };
+        let mut machines = self.inner.machines.write();
+        if machines.iter().any(|m| m.0.name == spec.name) {
+            return Err(RegisterError::AlreadyExists(spec.name.to_owned()));
+        }
+        let m = StateMachine(Arc::new(entry));
+        machines.push(m.clone());
+        Ok(m)
+    }
+
+    /// A registered machine by name.
+    pub fn machine(&self, name: &str) -> Option<StateMachine> {
+        self.inner.machines.read().iter().find(|m| m.0.name == name).cloned()
+    }
+
+    /// Starts an execution and returns as soon as a shard's inbox took it (asynchronous
+    /// Express: at least once). `name` defaults to a random UUID.
+    pub fn start(&self, machine: &StateMachine, input: &Input, name: Option<&str>) -> Result<Execution, StartError> {
+        let (start, exec, seq) = self.request(machine, input, name, None)?;
+        self.submit(start, seq)?;
+        Ok(exec)
+    }
+
+    /// Starts an Express execution and resolves with its result (StartSyncExecution: at
+    /// most once).
+    pub fn start_sync(&self, machine: &StateMachine, input: &Input, name: Option<&str>) -> SyncStart {
+        if machine.0.machine_type != MachineType::Express {
+            return SyncStart { rx: Err(Some(StartError::TypeNotSupported)) };
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let submitted =
+            self.request(machine, input, name, Some(tx)).and_then(|(start, _, seq)| self.submit(start, seq));
+        match submitted {
+            Ok(()) => SyncStart { rx: Ok(rx) },
+            Err(e) => SyncStart { rx: Err(Some(e)) },
+        }
+    }
+
+    fn request(
+        &self,
+        machine: &StateMachine,
+        input: &Input,
+        name: Option<&str>,
+        reply: Option<tokio::sync::oneshot::Sender<SyncResult>>,
+    ) -> Result<(Start, Execution, usize), StartError> {
+        if !self.inner.accepting.load(Ordering::Relaxed) {
+            return Err(StartError::ShuttingDown);
+        }
+        let seq = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let uuid = random_uuid(self.inner.seed, seq as u64, 0);
+        let name = match name {
+            Some(n) => {
+                check_name(n).map_err(StartError::InvalidName)?;
+                ExecName::Given(n.into())
+            }
+            None => ExecName::Generated(random_uuid(self.inner.seed, seq as u64, 1)),
+        };
+        let accepted_at = self.inner.clock.now();
+        let start = Start {
+            machine: machine.clone(),
+            input: input.clone(),
+            name: name.clone(),
+            uuid,
+            accepted_at,
+            reply,
+            reruns: 0,
+        };
+        Ok((start, Execution { machine: machine.clone(), name, uuid, start_date: accepted_at }, seq))
+    }
+
+    /// Round-robin over the shards; a full inbox passes the start to the next shard, and
+    /// only when every inbox is full is the start throttled.
+    fn submit(&self, start: Start, seq: usize) -> Result<(), StartError> {
+        let shards = self.inner.shards();
+        let first = seq % shards.len();
+        let mut start = start;
+        for i in 0..shards.len() {
+            let q = &shards[(first + i) % shards.len()];
+            match q.starts.push(start) {
+                Ok(()) => {
+                    q.unparker.unpark();
+                    return Ok(());
+                }
+                Err(back) => start = back,
+            }
+        }
+        start.machine.0.throttled.fetch_add(1, Ordering::Relaxed);
+        Err(StartError::Throttled)
+    }
+
+    /// SendTaskSuccess: the task waiting with `token` completes with `output` (JSON text).
+    pub fn send_task_success(&self, token: &str, output: &str) -> CallbackReply {
+        self.callback(token, Callback::Success(output.into()))
+    }
+
+    /// SendTaskFailure: the task waiting with `token` fails with `error` and `cause`.
+    pub fn send_task_failure(&self, token: &str, error: &str, cause: Option<&str>) -> CallbackReply {
+        self.callback(token, Callback::Failure { error: error.into(), cause: cause.map(Into::into) })
+    }
+
+    /// SendTaskHeartbeat: the task waiting with `token` is alive.
+    pub fn send_task_heartbeat(&self, token: &str) -> CallbackReply {
+        self.callback(token, Callback::Heartbeat)
+    }
+
+    fn callback(&self, token: &str, action: Callback) -> CallbackReply {
+        let Some(&(shard, slot, gen)) = self.inner.callbacks.lock().get(token) else {
+            return CallbackReply { rx: Err(Some(CallbackError::TaskDoesNotExist)) };
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.shards()[shard as usize].send(Control::Callback {
+            slot,
+            gen,
+            token: token.into(),
+            action,
+            reply: tx,
+        });
+        CallbackReply { rx: Ok(rx) }
+    }
+
+    /// A snapshot of one machine's counters and histograms.
+    pub fn metrics(&self, machine: &StateMachine) -> MachineMetrics {
+        MachineMetrics::sum(machine.0.throttled.load(Ordering::Relaxed), &machine.0.stats)
+    }
+
+    /// Executions of `machine` that have ended (any status, including aborted): a cheap
+    /// counter read, for waiting on completions without building histograms.
+    pub fn ended(&self, machine: &StateMachine) -> u64 {
+        MachineMetrics::ended(&machine.0.stats)
+    }
+
+    /// Live figures per shard.
+    pub fn gauges(&self) -> Vec<ShardGaugesSnapshot> {
+        self.inner
+            .shards()
+            .iter()
+            .map(|q| {
+                let g = &q.gauges;
+                ShardGaugesSnapshot {
+                    executions: g.executions.get(),
+                    parked: g.parked.get(),
+                    arena_bytes: g.arena_bytes.get(),
+                    table_bytes: g.table_bytes.get(),
+                    pooled_arenas: g.pooled_arenas.get(),
+                    pooled_bytes: g.pooled_bytes.get(),
+                    timers: g.timers.get(),
+                    inbox: q.starts.len() as u64,
+                }
+            })
+            .collect()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards().len()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Stops the engine: starts are refused from now on, and this returns once every shard
+    /// thread has ended. Takes `&self` so an engine shared behind an `Arc` can be stopped;
+    /// a second call finds nothing left to stop.
+    pub fn shutdown(&self, mode: Shutdown) -> ShutdownReport {
+        self.stop(mode)
+    }
+
+    fn stop(&self, mode: Shutdown) -> ShutdownReport {
+        self.inner.accepting.store(false, Ordering::SeqCst);
+        let deadline = std::time::Instant::now()
+            + match mode {
+                Shutdown::Drain(d) => d,
+                Shutdown::Abandon => Duration::ZERO,
+            };
+        for q in self.inner.shards() {
+            q.send(Control::Drain(deadline));
+        }
+        let threads = std::mem::take(&mut *self.inner.threads.lock());
+        let abandoned = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+        ShutdownReport { abandoned }
+    }
+
+    /// Test hook: makes shard `index` panic in its own loop (outside any execution), to
+    /// exercise the re-run of every execution it held.
+    #[doc(hidden)]
+    pub fn inject_shard_panic(&self, index: usize) {
+        self.inner.shards()[index].send(Control::Panic);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if !self.inner.threads.lock().is_empty() {
+            self.stop(Shutdown::Abandon);
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last reference may go away on one of the runtime's own threads (a handler's
+        // answer task); dropping a runtime there panics, shutting it down in the background
+        // never does. Handlers still running are cancelled: their answers have nowhere to go.
+        if let Some(Tokio::Owned(rt)) = self.tokio.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// AWS's rules for state machine and execution names.
+fn check_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n == 0 || n > 80 {
+        return Err(format!("name {name:?} must have 1 to 80 characters"));
+    }
+    if let Some(c) = name.chars().find(|&c| {
+        c.is_whitespace()
+            || c.is_control()
+            || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
+            || ('\u{7f}'..='\u{9f}').contains(&c)
+    }) {
+        return Err(format!("name {name:?} contains the character {c:?}, which AWS does not allow"));
+    }
+    Ok(())
+}
+
+/// A version-4 UUID from the engine's seed and a start's sequence number (`lane` tells the
+/// execution's UUID from its generated name).
+fn random_uuid(seed: u64, seq: u64, lane: u64) -> u128 {
+    let s =
+        std::cell::Cell::new(seed ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ lane.wrapping_mul(0xd1b5_4a32_d192_ed03));
+    let hi = crate::eval::splitmix64(&s);
+    let lo = crate::eval::splitmix64(&s);
+    let bytes = ((hi as u128) << 64 | lo as u128).to_be_bytes();
+    uuid::Builder::from_random_bytes(bytes).into_uuid().as_u128()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_aws_rules() {
+        assert!(check_name("order-1_A").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name(&"x".repeat(81)).is_err());
+        for bad in ["a b", "a:b", "a/b", "a*b", "a\u{1}b"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn billing_rounds_up_to_100_ms_and_64_mb() {
+        let b = BillingDetails::new(1, 10);
+        assert_eq!((b.billed_duration_in_milliseconds, b.billed_memory_used_in_mb), (100, 64));
+        let b = BillingDetails::new(100_000_001, 65 << 20);
+        assert_eq!((b.billed_duration_in_milliseconds, b.billed_memory_used_in_mb), (200, 128));
+    }
+
+    #[test]
+    fn inputs_are_checked_once_with_the_byte_offset() {
+        assert!(Input::from_json(&b"{\"a\": [1, 2]}"[..]).is_ok());
+        match Input::from_json(&b"{\"a\": [1, 2}"[..]) {
+            Err(InputError::NotJson { offset, .. }) => assert_eq!(offset, 11),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(Input::from_json(vec![b' '; INPUT_LIMIT + 1]).unwrap_err(), InputError::TooLarge(INPUT_LIMIT + 1));
+    }
+
+    #[test]
+    fn uuids_are_version_4_and_differ_per_start() {
+        let a = uuid::Uuid::from_u128(random_uuid(1, 0, 0));
+        let b = uuid::Uuid::from_u128(random_uuid(1, 1, 0));
+        assert_eq!(a.get_version_num(), 4);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,650 @@
+//! `executor::shard`: one executor thread: its inbox, its table of executions, its arena
+//! pool and its timers.
+//!
+//! Input: starts (bounded inbox), control messages (answers of asynchronous handlers,
+//! re-runs, drain), the clock. Output: finished executions (metrics, synchronous replies).
+//! Never touches: another shard's executions (a re-run is handed over as a message), locks
+//! shared with other shards (the only mutex it takes is its own histogram block's).
+//!
+//! A turn: take control messages, take up to `START_BATCH` starts (each is begun and run
+//! at once, so a short execution never leaves the cache), fire due timers, give every
+//! ready execution one slice of `step_budget` states, then park until the next timer or a
+//! message if nothing is ready. Every execution sits in the table from the moment it
+//! leaves the inbox, so a panic anywhere leaves it findable for a re-run.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bumpalo::Bump;
+use crossbeam_utils::sync::Parker;
+
+use super::live::Live;
+use super::timers::{Timer, Timers};
+use super::{BillingDetails, Control, Inner, Start, SyncResult};
+use crate::clock::Clock;
+use crate::local::Status;
+use crate::validate::MachineType;
+use crate::value::JsonParser;
+use crate::vm::{AsyncCall, CallbackError, Outcome, Poll};
+
+/// Starts taken per turn before timers and parked executions get their share.
+const START_BATCH: usize = 64;
+
+const EXPRESS_CAP_CAUSE: &str = "The execution ran longer than the 300 seconds an Express execution may run.";
+const STANDARD_CAP_CAUSE: &str = "The execution ran longer than the one year a Standard execution may run.";
+
+struct Slot {
+    gen: u32,
+    live: Option<Live>,
+    /// Arena bytes counted in the parked gauge while the execution waits.
+    parked_bytes: usize,
+}
+
+enum Turn {
+    Continue,
+    Stop,
+}
+
+struct Shard {
+    inner: Arc<Inner>,
+    index: usize,
+    parker: Parker,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    held: usize,
+    ready: VecDeque<u32>,
+    timers: Timers,
+    /// Boxed on purpose: an execution borrows its arena at a fixed address, and pooling the
+    /// box (not just the `Bump`) keeps taking an arena free of allocation.
+    #[allow(clippy::vec_box)]
+    pool: Vec<Box<Bump>>,
+    pooled_bytes: usize,
+    parser: JsonParser,
+    draining: Option<Instant>,
+    parked: usize,
+    parked_bytes: usize,
+}
+
+/// The shard thread's body. Returns the number of executions it abandoned at shutdown.
+pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
+    let mut shard = Shard {
+        inner,
+        index,
+        parker,
+        slots: Vec::new(),
+        free: Vec::new(),
+        held: 0,
+        ready: VecDeque::new(),
+        timers: Timers::default(),
+        pool: Vec::new(),
+        pooled_bytes: 0,
+        parser: JsonParser::new(),
+        draining: None,
+        parked: 0,
+        parked_bytes: 0,
+    };
+    loop {
+        match catch_unwind(AssertUnwindSafe(|| shard.turn())) {
+            Ok(Turn::Continue) => {}
+            Ok(Turn::Stop) => return shard.abandon_all(),
+            Err(payload) => shard.recover(&panic_message(&*payload)),
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_owned()
+    }
+}
+
+impl Shard {
+    fn queues(&self) -> &super::ShardQueues {
+        &self.inner.shards()[self.index]
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.inner.clock
+    }
+
+    fn turn(&mut self) -> Turn {
+        let inner = self.inner.clone();
+        let q = &inner.shards()[self.index];
+        while let Some(c) = q.control.pop() {
+            match c {
+                Control::Start(s) => self.begin(s),
+                Control::Answer { slot, gen, call, result } => self.answer(slot, gen, call, result),
+                Control::Drain(deadline) => self.draining = Some(deadline),
+                Control::Callback { slot, gen, token, action, reply } => {
+                    let _ = reply.send(self.callback(slot, gen, &token, action));
+                }
+                Control::Panic => panic!("shard {} was told to panic (test hook)", self.index),
+            }
+        }
+        for _ in 0..START_BATCH {
+            let Some(s) = q.starts.pop() else { break };
+            self.begin(s);
+        }
+        if let Some(t) = self.timers.next() {
+            let now = self.clock().now();
+            if t <= now {
+                self.fire_timers(now);
+            }
+        }
+        for _ in 0..self.ready.len() {
+            let Some(slot) = self.ready.pop_front() else { break };
+            self.step(slot);
+        }
+        if let Some(deadline) = self.draining {
+            let idle = self.held == 0 && q.starts.is_empty() && q.control.is_empty();
+            if idle || Instant::now() >= deadline {
+                return Turn::Stop;
+            }
+        }
+        if self.ready.is_empty() && q.starts.is_empty() && q.control.is_empty() {
+            self.publish_gauges();
+            let mut wait = self.timers.next().map(|t| self.clock().real_wait(t));
+            if let Some(deadline) = self.draining {
+                let left = deadline.saturating_duration_since(Instant::now());
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            match wait {
+                Some(d) => self.parker.park_timeout(d),
+                None => self.parker.park(),
+            }
+        }
+        Turn::Continue
+    }
+
+    fn publish_gauges(&self) {
+        let g = &self.queues().gauges;
+        let table = self.slots.capacity() * size_of::<Slot>()
+            + self.free.capacity() * size_of::<u32>()
+            + self.ready.capacity() * size_of::<u32>()
+            + self.timers.len() * size_of::<Timer>();
+        g.executions.set(self.held as u64);
+        g.parked.set(self.parked as u64);
+        g.arena_bytes.set(self.parked_bytes as u64);
+        g.table_bytes.set(table as u64);
+        g.pooled_arenas.set(self.pool.len() as u64);
+        g.pooled_bytes.set(self.pooled_bytes as u64);
+        g.timers.set(self.timers.len() as u64);
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Starting and running
+
+    fn begin(&mut self, start: Start) {
+        let machine = start.machine.0.clone();
+        let stats = &machine.stats[self.index];
+        if start.reruns == 0 {
+            stats.accepted.add(1);
+        }
+        let now = self.clock().now();
+        let arena = match self.pool.pop() {
+            Some(a) => {
+                self.pooled_bytes -= a.allocated_bytes();
+                a
+            }
+            None => Box::new(Bump::with_capacity(self.inner.arena_bytes)),
+        };
+        let cap = start.accepted_at.saturating_add(machine.max_nanos);
+        let seed = start.uuid as u64 ^ (start.uuid >> 64) as u64 ^ start.reruns as u64;
+        let slot = self.insert(start, arena, now, cap);
+        let live = self.slots[slot as usize].live.as_mut().expect("just inserted");
+        match live.begin(&mut self.parser, seed) {
+            Ok(()) => self.step(slot),
+            Err(e) => {
+                // `Input` was checked by `start`; a parser disagreement still ends cleanly.
+                let cause = format!("The execution input could not be parsed: {e}");
+                self.finish_with(slot, now, Status::Failed, None, Some("States.Runtime"), Some(&cause));
+            }
+        }
+    }
+
+    /// Puts a new execution in a free slot, built where it will stay.
+    fn insert(&mut self, start: Start, arena: Box<Bump>, now: i64, cap: i64) -> u32 {
+        self.held += 1;
+        let slot = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot { gen: 0, live: None, parked_bytes: 0 });
+                self.slots.len() as u32 - 1
+            }
+        };
+        self.slots[slot as usize].live = Some(Live::new(start, arena, now, cap));
+        slot
+    }
+
+    /// Frees `slot` in place: the execution ends, its arena is handed back.
+    fn release(&mut self, slot: u32) -> Box<Bump> {
+        let arena = {
+            let live = self.slots[slot as usize].live.as_mut().expect("releasing an occupied slot");
+            if !live.tokens.is_empty() {
+                let mut table = self.inner.callbacks.lock();
+                for t in live.tokens.drain(..) {
+                    table.remove(&t);
+                }
+            }
+            live.take_arena()
+        };
+        let s = &mut self.slots[slot as usize];
+        s.live = None;
+        s.gen = s.gen.wrapping_add(1);
+        if s.parked_bytes > 0 {
+            self.parked_bytes -= s.parked_bytes;
+            self.parked -= 1;
+            s.parked_bytes = 0;
+        }
+        self.free.push(slot);
+        self.held -= 1;
+        arena
+    }
+
+    fn remove(&mut self, slot: u32) -> Live {
+        let s = &mut self.slots[slot as usize];
+        let mut live = s.live.take().expect("removing an occupied slot");
+        if !live.tokens.is_empty() {
+            let mut table = self.inner.callbacks.lock();
+            for t in live.tokens.drain(..) {
+                table.remove(&t);
+            }
+        }
+        s.gen = s.gen.wrapping_add(1);
+        if s.parked_bytes > 0 {
+            self.parked_bytes -= s.parked_bytes;
+            self.parked -= 1;
+            s.parked_bytes = 0;
+        }
+        self.free.push(slot);
+        self.held -= 1;
+        live
+    }
+
+    /// The execution in `slot` is running again (a timer fired, an answer came).
+    fn unpark(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        if s.parked_bytes > 0 {
+            self.parked_bytes -= s.parked_bytes;
+            self.parked -= 1;
+            s.parked_bytes = 0;
+        }
+        self.ready.push_back(slot);
+    }
+
+    /// One slice of `step_budget` states.
+    fn step(&mut self, slot: u32) {
+        let inner = self.inner.clone();
+        let clock: &dyn Clock = &*inner.clock;
+        let budget = inner.step_budget;
+        let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
+        let Some(exec) = live.exec() else { return };
+        let polled = catch_unwind(AssertUnwindSafe(|| exec.run(clock, budget)));
+        match polled {
+            Err(payload) => self.panicked(slot, &panic_message(&*payload)),
+            Ok(Poll::Finished) => self.finish(slot, clock.now()),
+            Ok(Poll::Yielded) => {
+                let cap = live.cap;
+                if clock.now() >= cap {
+                    self.cap_reached(slot, cap);
+                } else {
+                    self.ready.push_back(slot);
+                }
+            }
+            Ok(Poll::Blocked { wake_at }) => {
+                let calls = exec.take_async_calls();
+                let gen = self.slots[slot as usize].gen;
+                for call in calls {
+                    if let Err(msg) = self.dispatch(slot, gen, call) {
+                        self.panicked(slot, &msg);
+                        return;
+                    }
+                }
+                let s = &mut self.slots[slot as usize];
+                let live = s.live.as_mut().expect("still occupied");
+                let t = wake_at.unwrap_or(i64::MAX).min(live.cap);
+                if t != live.armed {
+                    live.armed = t;
+                    self.timers.arm(Timer { at: t, slot, gen: s.gen });
+                }
+                if s.parked_bytes == 0 {
+                    s.parked_bytes = live.arena_bytes().max(1);
+                    self.parked_bytes += s.parked_bytes;
+                    self.parked += 1;
+                }
+                if live.start.machine.0.callbacks {
+                    self.route_tokens(slot);
+                }
+            }
+        }
+    }
+
+    /// Keeps the routing table in step with the callback tasks the execution in `slot`
+    /// waits on now.
+    fn route_tokens(&mut self, slot: u32) {
+        let gen = self.slots[slot as usize].gen;
+        let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
+        let waiting: Vec<Box<str>> =
+            live.exec().map(|e| e.waiting_tokens().into_iter().map(Into::into).collect()).unwrap_or_default();
+        if waiting == live.tokens {
+            return;
+        }
+        let mut table = self.inner.callbacks.lock();
+        for t in live.tokens.drain(..) {
+            table.remove(&t);
+        }
+        for t in &waiting {
+            table.insert(t.clone(), (self.index as u32, slot, gen));
+        }
+        live.tokens = waiting;
+    }
+
+    fn callback(&mut self, slot: u32, gen: u32, token: &str, action: super::Callback) -> Result<(), CallbackError> {
+        let clock = self.inner.clone();
+        let s = self.slots.get_mut(slot as usize).filter(|s| s.gen == gen).ok_or(CallbackError::TaskDoesNotExist)?;
+        let live = s.live.as_mut().ok_or(CallbackError::TaskDoesNotExist)?;
+        let exec = live.exec().ok_or(CallbackError::TaskDoesNotExist)?;
+        match action {
+            super::Callback::Success(output) => exec.send_task_success(token, output.as_bytes())?,
+            super::Callback::Failure { error, cause } => exec.send_task_failure(token, &error, cause.as_deref())?,
+            super::Callback::Heartbeat => {
+                exec.send_task_heartbeat(token, &*clock.clock)?;
+                // The heartbeat deadline moved: re-arm the timer on the next park.
+            }
+        }
+        self.unpark(slot);
+        Ok(())
+    }
+
+    fn fire_timers(&mut self, now: i64) {
+        while let Some(t) = self.timers.pop_due(now) {
+            let s = &mut self.slots[t.slot as usize];
+            if s.gen != t.gen {
+                continue;
+            }
+            let Some(live) = s.live.as_mut() else { continue };
+            if live.armed != t.at {
+                continue;
+            }
+            live.armed = i64::MAX;
+            if now >= live.cap {
+                let cap = live.cap;
+                self.cap_reached(t.slot, cap);
+            } else {
+                self.unpark(t.slot);
+            }
+        }
+    }
+
+    /// Starts an asynchronous handler on the tokio runtime; its answer (or panic) comes
+    /// back as a control message.
+    fn dispatch(&mut self, slot: u32, gen: u32, call: AsyncCall) -> Result<(), String> {
+        let AsyncCall { id, handler, ctx, input } = call;
+        let fut = catch_unwind(AssertUnwindSafe(|| handler.call(ctx, input))).map_err(|p| panic_message(&*p))?;
+        if let Some(live) = self.slots[slot as usize].live.as_mut() {
+            live.calls_in_flight += 1;
+        }
+        let rt = self.inner.tokio().clone();
+        let weak = Arc::downgrade(&self.inner);
+        let index = self.index;
+        let task = rt.spawn(fut);
+        rt.spawn(async move {
+            let result = match task.await {
+                Ok(answer) => Ok(answer),
+                Err(e) if e.is_panic() => Err(panic_message(&*e.into_panic())),
+                Err(_) => Err("the handler's task was cancelled".to_owned()),
+            };
+            if let Some(inner) = weak.upgrade() {
+                inner.shards()[index].send(Control::Answer { slot, gen, call: id, result });
+            }
+        });
+        Ok(())
+    }
+
+    fn answer(
+        &mut self,
+        slot: u32,
+        gen: u32,
+        call: u64,
+        result: Result<Result<serde_json::Value, crate::handlers::TaskError>, String>,
+    ) {
+        let Some(s) = self.slots.get_mut(slot as usize) else { return };
+        if s.gen != gen {
+            return; // the execution ended (timed out, re-run) before the answer came
+        }
+        let Some(live) = s.live.as_mut() else { return };
+        live.calls_in_flight = live.calls_in_flight.saturating_sub(1);
+        match result {
+            Ok(answer) => {
+                if let Some(exec) = live.exec() {
+                    exec.complete_task(call, answer);
+                }
+                self.unpark(slot);
+            }
+            Err(msg) => self.panicked(slot, &msg),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Ending
+
+    fn cap_reached(&mut self, slot: u32, cap: i64) {
+        let live = self.slots[slot as usize].live.as_mut().expect("occupied");
+        let cause = if live.start.machine.0.machine_type == MachineType::Express {
+            EXPRESS_CAP_CAUSE
+        } else {
+            STANDARD_CAP_CAUSE
+        };
+        if let Some(exec) = live.exec() {
+            exec.end_timed_out(cause);
+        }
+        self.finish(slot, cap);
+    }
+
+    /// The execution in `slot` has an outcome; `stop` is its end time.
+    fn finish(&mut self, slot: u32, stop: i64) {
+        let live = self.slots[slot as usize].live.as_mut().expect("occupied");
+        let exec = live.exec().expect("a finished execution exists");
+        let outcome = exec.outcome().expect("finished");
+        let transitions = exec.transitions();
+        let (status, output, error, cause) = match outcome {
+            Outcome::Succeeded(v) => (Status::Succeeded, Some(v), None, None),
+            Outcome::Failed(f) => (Status::Failed, None, f.error, f.cause),
+            Outcome::TimedOut(f) => (Status::TimedOut, None, f.error, f.cause),
+        };
+        let stats = &live.start.machine.0.stats[self.index];
+        stats.transitions.add(transitions);
+        // The reply (if any) needs owned text; everything else reads the arena in place.
+        let reply = live.start.reply.take().map(|tx| {
+            let result = SyncResult {
+                execution_arn: live.start.arn(),
+                name: live.start.name_string(),
+                status,
+                output: output.map(|v| v.to_json_string()),
+                error: error.map(str::to_owned),
+                cause: cause.map(str::to_owned),
+                start_date: live.start.accepted_at,
+                stop_date: stop,
+                billing: BillingDetails::new(stop - live.start.accepted_at, live.arena_bytes()),
+                transitions,
+            };
+            (tx, result)
+        });
+        self.record_end(slot, stop, status);
+        if let Some((tx, result)) = reply {
+            let _ = tx.send(result);
+        }
+    }
+
+    /// Ends an execution that produced no `Exec` outcome (its input failed to parse).
+    fn finish_with(
+        &mut self,
+        slot: u32,
+        stop: i64,
+        status: Status,
+        output: Option<String>,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) {
+        let live = self.slots[slot as usize].live.as_mut().expect("occupied");
+        if let Some(tx) = live.start.reply.take() {
+            let result = SyncResult {
+                execution_arn: live.start.arn(),
+                name: live.start.name_string(),
+                status,
+                output,
+                error: error.map(str::to_owned),
+                cause: cause.map(str::to_owned),
+                start_date: live.start.accepted_at,
+                stop_date: stop,
+                billing: BillingDetails::new(stop - live.start.accepted_at, live.arena_bytes()),
+                transitions: 0,
+            };
+            let _ = tx.send(result);
+        }
+        self.record_end(slot, stop, status);
+    }
+
+    /// Counts the end, frees the slot and returns the arena to the pool. The `Live` is
+    /// dropped where it lies (no 700-byte moves on the hot path).
+    fn record_end(&mut self, slot: u32, stop: i64, status: Status) {
+        {
+            let live = self.slots[slot as usize].live.as_ref().expect("occupied");
+            let stats = &live.start.machine.0.stats[self.index];
+            match status {
+                Status::Succeeded => stats.succeeded.add(1),
+                Status::Failed => stats.failed.add(1),
+                Status::TimedOut => stats.timed_out.add(1),
+            }
+            let mut h = stats.hist.lock();
+            let latency = (live.started_at - live.start.accepted_at).max(0) as u64;
+            let duration = (stop - live.start.accepted_at).max(0) as u64;
+            // Recording fails only for values a growing histogram cannot hold (never for
+            // non-negative i64 nanoseconds).
+            let _ = h.start_latency.record(latency);
+            let _ = h.duration.record(duration);
+        }
+        let mut arena = self.release(slot);
+        arena.reset();
+        self.pool_arena(arena);
+    }
+
+    fn pool_arena(&mut self, arena: Box<Bump>) {
+        let bytes = arena.allocated_bytes();
+        if bytes <= self.inner.arena_keep_bytes {
+            self.pooled_bytes += bytes;
+            self.pool.push(arena);
+        }
+    }
+
+    /// A panic inside the execution in `slot` (a handler's or the VM's): tear it down and
+    /// run it again from its input on the next shard, or fail it.
+    fn panicked(&mut self, slot: u32, message: &str) {
+        let mut live = self.remove(slot);
+        live.teardown();
+        let (mut arena, start) = live.into_parts();
+        arena.reset();
+        self.pool_arena(arena);
+        self.rerun_or_fail(start, message);
+    }
+
+    fn rerun_or_fail(&mut self, mut start: Start, message: &str) {
+        let stats = &start.machine.0.stats[self.index];
+        let now = self.inner.clock.now();
+        if let Some(tx) = start.reply.take() {
+            // StartSyncExecution is at most once: report the failure, do not run again.
+            stats.failed.add(1);
+            let _ = tx.send(SyncResult {
+                execution_arn: start.arn(),
+                name: start.name_string(),
+                status: Status::Failed,
+                output: None,
+                error: Some("States.Runtime".into()),
+                cause: Some(format!(
+                    "The execution was torn down by a panic ({message}); synchronous executions run at most once."
+                )),
+                start_date: start.accepted_at,
+                stop_date: now,
+                billing: BillingDetails::new(now - start.accepted_at, 0),
+                transitions: 0,
+            });
+            return;
+        }
+        if start.reruns >= self.inner.max_reruns {
+            stats.failed.add(1);
+            return;
+        }
+        stats.rerun.add(1);
+        start.reruns += 1;
+        let shards = self.inner.shards();
+        shards[(self.index + 1) % shards.len()].send(Control::Start(start));
+    }
+
+    /// After a panic in the shard's own loop: every execution it held is run again, and
+    /// the table is rebuilt (its counts may have been half-updated). Slot generations keep
+    /// counting up, so answers for the torn-down executions are ignored when they come.
+    fn recover(&mut self, message: &str) {
+        let message = format!("shard {} panicked: {message}", self.index);
+        self.ready.clear();
+        self.timers.clear();
+        self.free.clear();
+        self.held = 0;
+        self.parked = 0;
+        self.parked_bytes = 0;
+        let mut starts = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            s.gen = s.gen.wrapping_add(1);
+            s.parked_bytes = 0;
+            if let Some(mut live) = s.live.take() {
+                if !live.tokens.is_empty() {
+                    let mut table = self.inner.callbacks.lock();
+                    for t in live.tokens.drain(..) {
+                        table.remove(&t);
+                    }
+                }
+                live.teardown();
+                // The arena may hold half-written data; it is not reused.
+                let (_arena, start) = live.into_parts();
+                starts.push(start);
+            }
+            self.free.push(i as u32);
+        }
+        for start in starts {
+            self.rerun_or_fail(start, &message);
+        }
+    }
+
+    /// Shutdown: everything still here (running, parked, queued) is dropped and counted.
+    fn abandon_all(&mut self) -> u64 {
+        let mut abandoned = 0;
+        let occupied: Vec<u32> =
+            (0..self.slots.len() as u32).filter(|&i| self.slots[i as usize].live.is_some()).collect();
+        for slot in occupied {
+            let live = self.remove(slot);
+            live.start.machine.0.stats[self.index].aborted.add(1);
+            abandoned += 1;
+        }
+        let inner = self.inner.clone();
+        let q = &inner.shards()[self.index];
+        while let Some(s) = q.starts.pop() {
+            let stats = &s.machine.0.stats[self.index];
+            stats.accepted.add(1);
+            stats.aborted.add(1);
+            abandoned += 1;
+        }
+        while let Some(c) = q.control.pop() {
+            if let Control::Start(s) = c {
+                s.machine.0.stats[self.index].aborted.add(1);
+                abandoned += 1;
+            }
+        }
+        self.publish_gauges();
+        abandoned
+    }
+}

@@ -1,0 +1,493 @@
+//! The sharded runtime on virtual time: starts, the Express cap, timers, asynchronous
+//! handlers, backpressure, panics and re-runs, shutdown.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sfn::clock::{Clock, ManualClock, NANOS_PER_SEC};
+use sfn::executor::{Engine, Input, MachineSpec, Shutdown, StartError, StateMachine};
+use sfn::handlers::{Handler, Registry, TaskError};
+use sfn::local::Status;
+use sfn::validate::MachineType;
+
+const S: i64 = NANOS_PER_SEC;
+
+fn engine(clock: &Arc<ManualClock>, shards: usize, handlers: Registry) -> Engine {
+    Engine::builder().shards(shards).clock(clock.clone()).handlers(handlers).seed(7).build()
+}
+
+fn register(engine: &Engine, name: &str, definition: &str, ty: MachineType) -> StateMachine {
+    engine.register(MachineSpec::new(name, definition.as_bytes(), ty)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn input(text: &str) -> Input {
+    Input::from_json(text.to_owned()).expect("valid JSON")
+}
+
+/// Polls `cond` (real time) for up to 10 s.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn parked(engine: &Engine) -> u64 {
+    engine.gauges().iter().map(|g| g.parked).sum()
+}
+
+const PASS2: &str = r#"{"StartAt":"A","States":{
+  "A":{"Type":"Pass","Result":{"x":1},"ResultPath":"$.a","Next":"B"},
+  "B":{"Type":"Pass","End":true}}}"#;
+
+#[test]
+fn start_sync_returns_output_arn_and_billing() {
+    let clock = Arc::new(ManualClock::fixed());
+    let e = engine(&clock, 2, Registry::new());
+    let m = register(&e, "Pass2", PASS2, MachineType::Express);
+    let r = e.start_sync(&m, &input(r#"{"in":true}"#), Some("run-1")).wait().unwrap();
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(r.output.as_deref(), Some(r#"{"in":true,"a":{"x":1}}"#));
+    assert!(
+        r.execution_arn.starts_with("arn:aws:states:us-east-1:123456789012:express:Pass2:run-1:"),
+        "{}",
+        r.execution_arn
+    );
+    assert_eq!(r.name, "run-1");
+    assert_eq!((r.billing.billed_duration_in_milliseconds, r.billing.billed_memory_used_in_mb), (100, 64));
+    assert_eq!(r.transitions, 2);
+}
+
+#[test]
+fn an_express_execution_waiting_301_s_times_out_at_exactly_300_s() {
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let e = engine(&clock, 2, Registry::new());
+    let m = register(
+        &e,
+        "Wait301",
+        r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":301,"End":true}}}"#,
+        MachineType::Express,
+    );
+    let pending = e.start_sync(&m, &input("{}"), None);
+    eventually("the execution parks", || parked(&e) == 1);
+    clock.set(t0 + 299 * S);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(e.ended(&m), 0, "nothing ends before the cap");
+    clock.set(t0 + 300 * S);
+    let r = pending.wait().unwrap();
+    assert_eq!(r.status, Status::TimedOut);
+    assert_eq!(r.error.as_deref(), Some("States.Timeout"));
+    assert_eq!(r.stop_date - r.start_date, 300 * S);
+    // Its timer is gone and its arena is back in the pool.
+    eventually("the shard publishes its gauges", || e.gauges().iter().all(|g| g.executions == 0 && g.parked == 0));
+    let metrics = e.metrics(&m);
+    assert_eq!((metrics.accepted, metrics.timed_out), (1, 1));
+    assert_eq!(metrics.duration_ns.max() / S as u64, 300);
+}
+
+#[test]
+fn the_definitions_lower_timeout_wins_over_the_cap() {
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let e = engine(&clock, 1, Registry::new());
+    let def = r#"{"TimeoutSeconds":10,"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":20,"End":true}}}"#;
+    let m = register(&e, "Timeout10", def, MachineType::Express);
+    let pending = e.start_sync(&m, &input("{}"), None);
+    eventually("the execution parks", || parked(&e) == 1);
+    clock.set(t0 + 10 * S);
+    let r = pending.wait().unwrap();
+    assert_eq!((r.status, r.error.as_deref()), (Status::TimedOut, Some("States.Timeout")));
+    assert_eq!(r.stop_date - r.start_date, 10 * S);
+}
+
+#[test]
+fn retry_back_off_runs_on_the_shards_timers() {
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let mut handlers = Registry::new();
+    let (c2, clock2) = (calls.clone(), clock.clone());
+    handlers.register(
+        "arn:aws:lambda:us-east-1:123456789012:function:flaky",
+        Handler::sync_json(move |_, _| {
+            let mut c = c2.lock().unwrap();
+            c.push((clock2.now() - t0) / S);
+            if c.len() < 3 {
+                Err(TaskError::new("Flaky", "not yet"))
+            } else {
+                Ok(serde_json::json!("done"))
+            }
+        }),
+    );
+    let e = engine(&clock, 1, handlers);
+    let def = r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:flaky",
+        "Retry":[{"ErrorEquals":["Flaky"],"IntervalSeconds":2,"BackoffRate":3,"MaxAttempts":3}],"End":true}}}"#;
+    let m = register(&e, "Flaky", def, MachineType::Express);
+    let pending = e.start_sync(&m, &input("{}"), None);
+    eventually("first attempt", || calls.lock().unwrap().len() == 1 && parked(&e) == 1);
+    clock.set(t0 + 2 * S - 1);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    clock.set(t0 + 2 * S);
+    eventually("second attempt", || calls.lock().unwrap().len() == 2 && parked(&e) == 1);
+    clock.set(t0 + 8 * S - 1);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(calls.lock().unwrap().len(), 2);
+    clock.set(t0 + 8 * S);
+    let r = pending.wait().unwrap();
+    assert_eq!((r.status, r.output.as_deref()), (Status::Succeeded, Some("\"done\"")));
+    assert_eq!(*calls.lock().unwrap(), [0, 2, 8]);
+}
+
+#[test]
+fn asynchronous_handlers_answer_through_the_shard_and_time_out() {
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let mut handlers = Registry::new();
+    handlers.register(
+        "arn:aws:lambda:us-east-1:123456789012:function:echo",
+        Handler::future(|ctx, input| async move { Ok(serde_json::json!({"state": ctx.state_name, "got": input})) }),
+    );
+    handlers.register(
+        "arn:aws:lambda:us-east-1:123456789012:function:never",
+        Handler::future(|_, _| std::future::pending::<Result<serde_json::Value, TaskError>>()),
+    );
+    let e = engine(&clock, 2, handlers);
+    let def = r#"{"StartAt":"Echo","States":{
+      "Echo":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:echo","Next":"Never"},
+      "Never":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:never","TimeoutSeconds":5,
+        "Catch":[{"ErrorEquals":["States.Timeout"],"ResultPath":"$.timeout","Next":"Done"}],"End":true},
+      "Done":{"Type":"Pass","End":true}}}"#;
+    let m = register(&e, "Async", def, MachineType::Express);
+    let pending = e.start_sync(&m, &input(r#"{"k":1}"#), None);
+    eventually("the second task is in flight", || parked(&e) == 1 && e.gauges().iter().any(|g| g.timers > 0));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(e.ended(&m), 0);
+    clock.set(t0 + 5 * S);
+    let r = pending.wait().unwrap();
+    assert_eq!(r.status, Status::Succeeded, "{r:?}");
+    let out: serde_json::Value = serde_json::from_str(r.output.as_deref().unwrap()).unwrap();
+    assert_eq!(out["state"], "Echo");
+    assert_eq!(out["got"], serde_json::json!({"k": 1}));
+    assert_eq!(out["timeout"]["Error"], "States.Timeout");
+}
+
+#[test]
+fn callbacks_route_to_the_shard_and_heartbeats_extend_the_task() {
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let token = Arc::new(Mutex::new(None::<String>));
+    let mut handlers = Registry::new();
+    let t2 = token.clone();
+    handlers.register(
+        "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        Handler::sync_json(move |ctx, _| {
+            *t2.lock().unwrap() = ctx.task_token.map(str::to_owned);
+            Ok(serde_json::json!({}))
+        }),
+    );
+    let e = engine(&clock, 2, handlers);
+    let def = r#"{"StartAt":"Ask","States":{"Ask":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "Parameters":{"QueueUrl":"q","MessageBody":{"token.$":"$$.Task.Token"}},"HeartbeatSeconds":10,"TimeoutSeconds":100,"End":true}}}"#;
+    let m = register(&e, "Approval", def, MachineType::Standard);
+
+    // Answered: the output is what SendTaskSuccess carried; the token is then spent.
+    e.start(&m, &input("{}"), Some("one")).unwrap();
+    eventually("the token is handed out", || token.lock().unwrap().is_some() && parked(&e) == 1);
+    let tk = token.lock().unwrap().take().unwrap();
+    clock.set(t0 + 8 * S);
+    e.send_task_heartbeat(&tk).wait().unwrap();
+    clock.set(t0 + 15 * S); // past the first heartbeat deadline, within the second
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(e.ended(&m), 0);
+    e.send_task_success(&tk, r#"{"approved":true}"#).wait().unwrap();
+    eventually("the execution succeeds", || e.metrics(&m).succeeded == 1);
+    assert_eq!(e.send_task_success(&tk, "{}").wait(), Err(sfn::vm::CallbackError::TaskDoesNotExist));
+    assert_eq!(e.send_task_heartbeat("no-such-token").wait(), Err(sfn::vm::CallbackError::TaskDoesNotExist));
+
+    // Silent: the missed heartbeat fails the task.
+    let t1 = clock.now();
+    e.start(&m, &input("{}"), Some("two")).unwrap();
+    eventually("the token is handed out", || token.lock().unwrap().is_some() && parked(&e) == 1);
+    clock.set(t1 + 10 * S);
+    eventually("the execution fails", || e.metrics(&m).failed == 1);
+}
+
+#[test]
+fn a_full_inbox_throttles_and_nothing_is_lost_or_counted_twice() {
+    let clock = Arc::new(ManualClock::fixed());
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let entered = Arc::new(AtomicU32::new(0));
+    let mut handlers = Registry::new();
+    let (g2, e2) = (gate.clone(), entered.clone());
+    handlers.register(
+        "arn:aws:lambda:us-east-1:123456789012:function:gate",
+        Handler::sync_json(move |_, input| {
+            e2.fetch_add(1, Ordering::SeqCst);
+            let (lock, cv) = &*g2;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = cv.wait(open).unwrap();
+            }
+            Ok(input)
+        }),
+    );
+    let e = Engine::builder().shards(1).inbox_capacity(4).clock(clock.clone()).handlers(handlers).build();
+    let def = r#"{"StartAt":"G","States":{"G":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:gate","End":true}}}"#;
+    let m = register(&e, "Gate", def, MachineType::Express);
+    let i = input("{}");
+    e.start(&m, &i, None).unwrap();
+    eventually("the shard is inside the handler", || entered.load(Ordering::SeqCst) == 1);
+    for _ in 0..4 {
+        e.start(&m, &i, None).unwrap();
+    }
+    assert_eq!(e.start(&m, &i, None).unwrap_err(), StartError::Throttled);
+    assert_eq!(e.start(&m, &i, None).unwrap_err(), StartError::Throttled);
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    eventually("every accepted start ends", || e.ended(&m) == 5);
+    let metrics = e.metrics(&m);
+    assert_eq!((metrics.accepted, metrics.throttled, metrics.succeeded, metrics.rerun), (5, 2, 5, 0));
+    assert_eq!(entered.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn a_handler_that_panics_once_gives_exactly_one_rerun_and_a_success() {
+    let clock = Arc::new(ManualClock::fixed());
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut handlers = Registry::new();
+    let c2 = calls.clone();
+    handlers.register(
+        "arn:aws:lambda:us-east-1:123456789012:function:once",
+        Handler::sync_json(move |_, input| {
+            if c2.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("first call fails hard");
+            }
+            Ok(input)
+        }),
+    );
+    let e = engine(&clock, 2, handlers);
+    let def = r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:once","End":true}}}"#;
+    let m = register(&e, "Once", def, MachineType::Express);
+    e.start(&m, &input(r#"{"v":1}"#), None).unwrap();
+    eventually("the execution ends", || e.ended(&m) == 1);
+    let metrics = e.metrics(&m);
+    assert_eq!((metrics.accepted, metrics.rerun, metrics.succeeded, metrics.failed), (1, 1, 1, 0));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Synchronous starts are at most once: the panic fails the execution instead.
+    calls.store(0, Ordering::SeqCst);
+    let r = e.start_sync(&m, &input("{}"), None).wait().unwrap();
+    assert_eq!((r.status, r.error.as_deref()), (Status::Failed, Some("States.Runtime")));
+    assert!(r.cause.unwrap().contains("first call fails hard"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_asynchronous_handler_that_panics_reruns_the_execution() {
+    let clock = Arc::new(ManualClock::fixed());
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut handlers = Registry::new();
+    let c2 = calls.clone();
+    handlers.register(
+        "arn:aws:lambda:us-east-1:123456789012:function:once",
+        Handler::future(move |_, input| {
+            let first = c2.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                assert!(!first, "first call fails hard");
+                Ok(input)
+            }
+        }),
+    );
+    let e = engine(&clock, 2, handlers);
+    let def = r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:once","End":true}}}"#;
+    let m = register(&e, "AsyncOnce", def, MachineType::Express);
+    e.start(&m, &input("{}"), None).unwrap();
+    eventually("the execution ends", || e.ended(&m) == 1);
+    let metrics = e.metrics(&m);
+    assert_eq!((metrics.rerun, metrics.succeeded), (1, 1));
+}
+
+#[test]
+fn a_shard_that_panics_hands_every_execution_it_held_to_a_rerun() {
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let e = engine(&clock, 2, Registry::new());
+    let m = register(
+        &e,
+        "Wait5",
+        r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":5,"End":true}}}"#,
+        MachineType::Express,
+    );
+    for _ in 0..100 {
+        e.start(&m, &input("{}"), None).unwrap();
+    }
+    eventually("all park", || parked(&e) == 100);
+    let on_shard0 = e.gauges()[0].executions;
+    assert!(on_shard0 > 0);
+    e.inject_shard_panic(0);
+    eventually("shard 0 is empty", || e.gauges()[0].executions == 0 && parked(&e) == 100);
+    clock.set(t0 + 5 * S);
+    eventually("every execution ends", || e.ended(&m) == 100);
+    let metrics = e.metrics(&m);
+    assert_eq!((metrics.accepted, metrics.succeeded, metrics.rerun), (100, 100, on_shard0));
+}
+
+#[test]
+fn drain_lets_running_executions_finish_and_abandon_drops_them() {
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let e = engine(&clock, 2, Registry::new());
+    let m = register(
+        &e,
+        "Wait5",
+        r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":5,"End":true}}}"#,
+        MachineType::Express,
+    );
+    for _ in 0..10 {
+        e.start(&m, &input("{}"), None).unwrap();
+    }
+    eventually("all park", || parked(&e) == 10);
+    let c2 = clock.clone();
+    let advance = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        c2.set(t0 + 5 * S);
+    });
+    let metrics_before = e.metrics(&m);
+    assert_eq!(metrics_before.running(), 10);
+    let report = e.shutdown(Shutdown::Drain(Duration::from_secs(10)));
+    advance.join().unwrap();
+    assert_eq!(report.abandoned, 0);
+
+    let e = engine(&clock, 2, Registry::new());
+    let m = register(
+        &e,
+        "Wait5",
+        r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":5,"End":true}}}"#,
+        MachineType::Express,
+    );
+    for _ in 0..10 {
+        e.start(&m, &input("{}"), None).unwrap();
+    }
+    let pending = e.start_sync(&m, &input("{}"), None);
+    eventually("all park", || parked(&e) == 11);
+    let report = e.shutdown(Shutdown::Abandon);
+    assert_eq!(report.abandoned, 11);
+    assert!(matches!(pending.wait(), Err(sfn::executor::SyncError::Abandoned)));
+    assert_eq!(e.metrics(&m).aborted, 11);
+    assert_eq!(e.start(&m, &input("{}"), None).unwrap_err(), StartError::ShuttingDown);
+    assert_eq!(e.shutdown(Shutdown::Abandon).abandoned, 0, "a second shutdown finds nothing to stop");
+}
+
+#[test]
+fn express_definitions_with_callbacks_are_refused_and_names_are_checked() {
+    let clock = Arc::new(ManualClock::fixed());
+    let e = engine(&clock, 1, Registry::new());
+    let def = r#"{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken","End":true}}}"#;
+    let err = e.register(MachineSpec::new("Cb", def.as_bytes(), MachineType::Express)).unwrap_err();
+    assert!(err.to_string().contains("waitForTaskToken"), "{err}");
+    let m = register(&e, "Pass2", PASS2, MachineType::Express);
+    assert!(matches!(e.start(&m, &input("{}"), Some("bad name")), Err(StartError::InvalidName(_))));
+    assert!(e.register(MachineSpec::new("Pass2", PASS2.as_bytes(), MachineType::Express)).is_err());
+    let std = register(&e, "Std", PASS2, MachineType::Standard);
+    assert!(matches!(
+        e.start_sync(&std, &input("{}"), None).wait(),
+        Err(sfn::executor::SyncError::Start(StartError::TypeNotSupported))
+    ));
+    let exec = e.start(&std, &input("{}"), Some("n1")).unwrap();
+    assert_eq!(exec.arn(), "arn:aws:states:us-east-1:123456789012:execution:Std:n1");
+}
+
+/// Many executions of several shapes across shards, with panicking and asynchronous
+/// handlers: every accepted start ends exactly once, and the re-runs are exactly the panics.
+#[test]
+fn stress_every_accepted_start_ends_exactly_once() {
+    use std::collections::HashMap;
+    let panics = Arc::new(AtomicU32::new(0));
+    let calls = Arc::new(AtomicU32::new(0));
+    let finals = Arc::new(Mutex::new(HashMap::<i64, u32>::new()));
+    let mut handlers = Registry::new();
+    let (p2, c2) = (panics.clone(), calls.clone());
+    handlers.register(
+        "arn:aws:lambda:us-east-1:123456789012:function:sometimes-panics",
+        Handler::sync_json(move |_, input| {
+            if c2.fetch_add(1, Ordering::SeqCst) % 97 == 96 {
+                p2.fetch_add(1, Ordering::SeqCst);
+                panic!("every 97th call panics");
+            }
+            Ok(input)
+        }),
+    );
+    handlers.register(
+        "arn:aws:lambda:us-east-1:123456789012:function:later",
+        Handler::future(|_, input| async move {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            Ok(input)
+        }),
+    );
+    let f2 = finals.clone();
+    handlers.register(
+        "arn:aws:lambda:us-east-1:123456789012:function:final",
+        Handler::sync_json(move |_, input| {
+            *f2.lock().unwrap().entry(input["id"].as_i64().unwrap()).or_default() += 1;
+            Ok(input)
+        }),
+    );
+    let e = Engine::builder().shards(2).inbox_capacity(1024).handlers(handlers).max_reruns(1000).build();
+    let shapes = [
+        r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"P"},"P":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:sometimes-panics","Next":"F"},
+            "F":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:final","End":true}}}"#,
+        r#"{"StartAt":"L","States":{"L":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:later","Next":"F"},
+            "F":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:final","End":true}}}"#,
+        r#"{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.items","MaxConcurrency":3,"ResultPath":"$.done",
+            "ItemProcessor":{"StartAt":"X","States":{"X":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:sometimes-panics","End":true}}},"Next":"F"},
+            "F":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:final","End":true}}}"#,
+        r#"{"StartAt":"Par","States":{"Par":{"Type":"Parallel","ResultPath":null,"Branches":[
+            {"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":0,"End":true}}},
+            {"StartAt":"L","States":{"L":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:later","End":true}}}],"Next":"F"},
+            "F":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:final","End":true}}}"#,
+    ];
+    let machines: Vec<StateMachine> =
+        shapes.iter().enumerate().map(|(i, d)| register(&e, &format!("Shape{i}"), d, MachineType::Express)).collect();
+    const N: i64 = 20_000;
+    let mut accepted = vec![0u64; machines.len()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in 0..N {
+        let k = id as usize % machines.len();
+        let i = input(&format!(r#"{{"id":{id},"items":[1,2,3,4,5]}}"#));
+        loop {
+            match e.start(&machines[k], &i, None) {
+                Ok(_) => break,
+                Err(StartError::Throttled) => {
+                    assert!(Instant::now() < deadline, "the engine stopped taking starts");
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Err(other) => panic!("{other}"),
+            }
+        }
+        accepted[k] += 1;
+    }
+    let total_ended = || machines.iter().map(|m| e.ended(m)).sum::<u64>();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while total_ended() < N as u64 {
+        assert!(Instant::now() < deadline, "only {} of {N} executions ended", total_ended());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut reruns = 0;
+    for (m, &acc) in machines.iter().zip(&accepted) {
+        let metrics = e.metrics(m);
+        assert_eq!(metrics.accepted, acc, "{}", m.name());
+        assert_eq!(metrics.succeeded, acc, "{}: {metrics:?}", m.name());
+        assert_eq!(metrics.failed + metrics.timed_out + metrics.aborted, 0);
+        reruns += metrics.rerun;
+    }
+    assert!(panics.load(Ordering::SeqCst) > 0, "the test exercises panics");
+    assert_eq!(reruns, panics.load(Ordering::SeqCst) as u64, "every panic, and only panics, caused a re-run");
+    let finals = finals.lock().unwrap();
+    assert_eq!(finals.len(), N as usize, "every execution reached its last state");
+    let report = e.shutdown(Shutdown::Drain(Duration::from_secs(5)));
+    assert_eq!(report.abandoned, 0);
+}
