@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the criterion benches and loadgen, and appends their figures to results/*.jsonl.
 #
-#   benches/record.sh                 # all benches, then loadgen pass4/rider on 1 and 2 threads
+#   benches/record.sh                 # all benches, then loadgen pass4/rider on 1 and 2 threads,
+#                                     # then the sharded engine (results/executor.jsonl)
 #   benches/record.sh execute/rider   # only benches matching a criterion filter (no loadgen)
 #   LOADGEN_SECS=30 benches/record.sh # longer loadgen runs (default 10 s each)
 #   NO_LOADGEN=1 benches/record.sh    # criterion only
@@ -30,4 +31,18 @@ if [[ ${#filter[@]} -eq 0 && -z "${NO_LOADGEN:-}" ]]; then
         done
     done
     echo "appended loadgen figures to results/loadgen.jsonl"
+
+    # The sharded engine: throughput per workload on 1 and 2 shards (starts from this
+    # thread through Engine::start), and bytes per parked rider-photo execution.
+    cargo build -q --release -p sfn-benches --bins
+    for w in pass4 rider choice-loop map100; do
+        n=2000000
+        [[ $w == choice-loop || $w == map100 ]] && n=100000
+        for shards in 1 2; do
+            JSON=1 target/release/engine-throughput "$w" "$shards" "$n" >> results/executor.jsonl
+        done
+    done
+    target/release/parked-memory async-task 100000 >> results/executor.jsonl
+    target/release/parked-memory wait 1000000 >> results/executor.jsonl
+    echo "appended executor figures to results/executor.jsonl"
 fi

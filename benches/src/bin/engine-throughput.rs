@@ -1,9 +1,10 @@
 //! `engine-throughput WORKLOAD SHARDS N`: starts N executions of a built-in workload on the
 //! sharded engine and prints executions per second (`SHARDS` 0: the same executions run
-//! directly on the calling thread, the baseline without the runtime). A plain driver for profilers (perf,
+//! directly on the calling thread, the baseline without the runtime). With `JSON=1` set it
+//! prints one JSON line with provenance instead, for `results/executor.jsonl`. A plain driver for profilers (perf,
 //! callgrind), without criterion's statistics in the same process.
 
-use sfn_benches::{EngineBench, Runner, Workload};
+use sfn_benches::{provenance, EngineBench, Runner, Workload};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -45,6 +46,26 @@ fn main() {
     let bench = EngineBench::new(w, shards);
     bench.run(n.min(10_000)); // warm-up
     let elapsed = bench.run(n);
+    if std::env::var_os("JSON").is_some() {
+        let m = bench.engine.metrics(&bench.machine);
+        let line = serde_json::json!({
+            "measure": "engine_throughput",
+            "workload": w.name(),
+            "shards": shards,
+            "executions": n,
+            "seconds": elapsed.as_secs_f64(),
+            "executions_per_s": (n as f64 / elapsed.as_secs_f64()).round(),
+            "transitions_per_s": (m.transitions as f64 / m.finished() as f64 * n as f64 / elapsed.as_secs_f64()).round(),
+            "start_latency_ns": {"p50": m.start_latency_ns.value_at_quantile(0.5), "p99": m.start_latency_ns.value_at_quantile(0.99)},
+            "date": provenance::utc_now(),
+            "commit": provenance::git_commit(),
+            "machine": {"cores": provenance::machine().cores, "cpu": provenance::machine().cpu},
+            "command": format!("JSON=1 target/release/engine-throughput {} {shards} {n}", w.name()),
+            "loadavg_1m": provenance::load_average(),
+        });
+        println!("{line}");
+        return;
+    }
     println!(
         "{} shards={shards}: {n} executions in {:.3} s = {:.0} executions/s",
         w.name(),
