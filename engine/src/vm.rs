@@ -1083,13 +1083,14 @@ impl<'a> Exec<'a> {
                     return Flow::Continue;
                 }
             }
-            self.join_failed(f, joined);
+        }
+        self.join_failed(f, joined);
+        if !fail.is_runtime() {
             let catchers = &prog.catchers[info.catchers.start as usize..info.catchers.end as usize];
             if let Some(c) = catchers.iter().find(|c| c.errors.matches(fail.error, fail.heartbeat)) {
                 return self.catch(f, c, fail, clock);
             }
         }
-        self.join_failed(f, joined);
         self.fail_frame(f, fail);
         Flow::Stop
     }
