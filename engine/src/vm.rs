@@ -18,6 +18,12 @@
 //! Standard execution's history (ExecutionStarted is 1; Entered/Exited per state; Task
 //! Scheduled/Started/Succeeded-or-Failed; Parallel/Map Started/Succeeded and per-iteration
 //! events), so these ids match AWS's without recording the history.
+//!
+//! History: every counted event also gets its `previousEventId` (each frame keeps the id
+//! of its last event; see `emit`), and an execution asked to with
+//! [`Exec::record_events`] keeps the events its mask selects, as [`HistoryEvent`]s in its
+//! arena, for the driver to take with [`Exec::drain_events`]. Without a mask the only cost
+//! is one predictable branch per event: nothing is built and the clock is not read.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -28,6 +34,7 @@ use bumpalo::Bump;
 use crate::clock::{Clock, NANOS_PER_SEC};
 use crate::eval::{splitmix64, Env, EvalError};
 use crate::handlers::{AsyncHandler, Binding, Handler, MockReply, OwnedTaskContext, TaskContext, TaskError};
+use crate::history::{EventDetails, EventMask, EventType, HistoryEvent};
 use crate::intern::Sym;
 use crate::paths::Path;
 use crate::program::*;
@@ -177,6 +184,10 @@ struct Frame<'a> {
     join: u32,
     entered_event: u32,
     entered_at: i64,
+    /// Id of this frame's last history event: the next event's `previousEventId`.
+    last_event: u32,
+    /// A child failed this frame's Parallel/Map: `…StateFailed` is due unless it retries.
+    join_failed: bool,
     /// Attempts used per retrier of the current state.
     retries: BVec<'a, u64>,
     retry_total: u32,
@@ -225,6 +236,10 @@ pub struct Exec<'a> {
     ctx_execution: Cell<Option<(Value<'a>, Value<'a>)>>,
     rng: Cell<u64>,
     events: u32,
+    /// Which event types to record ([`EventMask::NONE`]: none, the usual case).
+    record: EventMask,
+    /// The recorded events and what recording needs; `None` until `record_events`.
+    rec: Option<&'a mut Recorder<'a>>,
     transitions: u64,
     deadline: Option<i64>,
     /// Frames whose status has a deadline (timers to check).
@@ -232,6 +247,21 @@ pub struct Exec<'a> {
     next_call: u64,
     outbox: Vec<AsyncCall>,
     outcome: Option<Outcome<'a>>,
+}
+
+/// What an execution keeps while it records history events. It lives in the arena and is
+/// made by the first `record_events`, so an execution that never records carries one null
+/// pointer and its frames stay as small as before.
+struct Recorder<'a> {
+    events: BVec<'a, HistoryEvent<'a>>,
+    /// Per frame, the variables its current state assigned (for `…StateExited`).
+    assigned: BVec<'a, &'a [(&'a str, Value<'a>)]>,
+    /// Events from `events[outside_from..]` were recorded between turns (asynchronous
+    /// answers, callbacks): the next `run` stamps them with its clock.
+    outside_from: usize,
+    /// The time events are stamped with: read at each turn, state entry and task
+    /// completion.
+    now: i64,
 }
 
 /// [`ExecMeta`], borrowed: what an execution keeps of its metadata. A driver that keeps many
@@ -338,6 +368,8 @@ impl<'a> Exec<'a> {
             ctx_execution: Cell::new(None),
             rng: Cell::new(seed),
             events: 1,
+            record: EventMask::NONE,
+            rec: None,
             transitions: 0,
             deadline,
             timed: 0,
@@ -366,6 +398,52 @@ impl<'a> Exec<'a> {
         self.events
     }
 
+    /// Records, from now on, the history events whose types are in `mask` (a log level's
+    /// mask, or [`EventMask::ALL`] for `GetExecutionHistory`). Called before the first
+    /// `run`, it also records `ExecutionStarted` (stamped with the execution's start time).
+    /// Ids are the same whether or not events are recorded; `previousEventId`s are tracked
+    /// only while recording, so call this before the first `run` (as drivers do) for them
+    /// to be exact.
+    pub fn record_events(&mut self, mask: EventMask) {
+        self.record = mask;
+        if mask.is_empty() && self.rec.is_none() {
+            // Level OFF: nothing to keep, and `run` stays on its fast path.
+            return;
+        }
+        let bump = self.bump;
+        let start = self.meta.start_time;
+        let rec = self.rec.get_or_insert_with(|| {
+            bump.alloc(Recorder {
+                events: BVec::new_in(bump),
+                assigned: BVec::new_in(bump),
+                outside_from: 0,
+                now: start,
+            })
+        });
+        if self.events == 1 && rec.events.is_empty() && mask.contains(EventType::ExecutionStarted) {
+            rec.events.push(HistoryEvent {
+                id: 1,
+                previous_event_id: 0,
+                timestamp: start,
+                kind: EventType::ExecutionStarted,
+                details: EventDetails::ExecutionStarted { input: self.input, role_arn: self.meta.role_arn },
+            });
+        }
+        rec.outside_from = rec.events.len();
+    }
+
+    /// Hands every event recorded since the last call to `f`, in id order, and forgets them.
+    /// Call it after each `run` (and after delivering answers if no `run` follows).
+    pub fn drain_events(&mut self, mut f: impl FnMut(&HistoryEvent<'a>)) {
+        if let Some(rec) = self.rec.as_deref_mut() {
+            for ev in rec.events.iter() {
+                f(ev);
+            }
+            rec.events.clear();
+            rec.outside_from = 0;
+        }
+    }
+
     /// Asynchronous task invocations started since the last call; the driver must run
     /// them and report back with [`Exec::complete_task`].
     pub fn take_async_calls(&mut self) -> Vec<AsyncCall> {
@@ -383,9 +461,9 @@ impl<'a> Exec<'a> {
         let f = f as u32;
         let Status::AwaitingTask { deadline, .. } = self.frames[f as usize].status else { unreachable!() };
         match result {
-            Ok(_) if self.current_task(f).is_some_and(|t| t.callback) => {
+            Ok(v) if self.current_task(f).is_some_and(|t| t.callback) => {
                 // The handler delivered the task token; the result comes with SendTaskSuccess.
-                self.events += 1; // TaskSubmitted
+                self.emit(f, move |s| s.task_submitted(f, Value::from_serde(s.bump, &v)));
                 let fr = &self.frames[f as usize];
                 let heartbeat = match fr.heartbeat_nanos {
                     0 => i64::MAX,
@@ -398,8 +476,8 @@ impl<'a> Exec<'a> {
                 self.finish_task(f, v);
             }
             Err(e) => {
-                self.events += 1; // TaskFailed
                 let fail = self.task_failure(&e);
+                self.emit(f, move |s| s.task_error(f, TaskOutcome::Failed, fail));
                 self.set_status(f, Status::Ready);
                 self.raise_later(f, fail);
             }
@@ -434,8 +512,8 @@ impl<'a> Exec<'a> {
     /// SendTaskFailure: the callback task with `token` fails with `error`/`cause`.
     pub fn send_task_failure(&mut self, token: &str, error: &str, cause: Option<&str>) -> Result<(), CallbackError> {
         let f = self.callback_frame(token)?;
-        self.events += 1; // TaskFailed
         let fail = self.task_failure(&TaskError { error: error.to_owned(), cause: cause.map(str::to_owned) });
+        self.emit(f, move |s| s.task_error(f, TaskOutcome::Failed, fail));
         self.set_status(f, Status::Ready);
         self.raise_later(f, fail);
         Ok(())
@@ -456,7 +534,7 @@ impl<'a> Exec<'a> {
 
     /// A task produced its result `v`: size check, then the state goes on.
     fn finish_task(&mut self, f: u32, v: Value<'a>) {
-        self.events += 1; // TaskSucceeded
+        self.emit(f, move |s| s.task_succeeded(f, v));
         self.set_status(f, Status::Ready);
         let fr = &mut self.frames[f as usize];
         fr.res = v;
@@ -488,6 +566,23 @@ impl<'a> Exec<'a> {
     /// Runs until the execution finishes, every frame waits, or `budget` states have been
     /// entered.
     pub fn run(&mut self, clock: &dyn Clock, budget: u32) -> Poll {
+        let Some(rec) = self.rec.as_deref_mut() else {
+            return self.turn(clock, budget);
+        };
+        // Events recorded between turns (answers, callbacks) happened just now.
+        rec.now = clock.now();
+        for ev in &mut rec.events[rec.outside_from..] {
+            ev.timestamp = rec.now;
+        }
+        let poll = self.turn(clock, budget);
+        if let Some(rec) = self.rec.as_deref_mut() {
+            rec.outside_from = rec.events.len();
+        }
+        poll
+    }
+
+    #[inline]
+    fn turn(&mut self, clock: &dyn Clock, budget: u32) -> Poll {
         let mut entered = 0u32;
         loop {
             if self.outcome.is_some() {
@@ -497,7 +592,7 @@ impl<'a> Exec<'a> {
                 let now = clock.now();
                 if let Some(d) = self.deadline {
                     if now >= d {
-                        self.time_out();
+                        self.time_out(d);
                         return Poll::Finished;
                     }
                 }
@@ -539,6 +634,8 @@ impl<'a> Exec<'a> {
             join: NONE,
             entered_event: 0,
             entered_at: 0,
+            last_event: 0,
+            join_failed: false,
             retries: BVec::new_in(self.bump),
             retry_total: 0,
             task_token: None,
@@ -605,13 +702,14 @@ impl<'a> Exec<'a> {
                 }
                 Status::AwaitingTask { deadline, .. } if deadline <= now => {
                     self.set_status(f, Status::Ready);
-                    self.events += 1; // TaskTimedOut
-                    self.raise_later(f, Failure::new("States.Timeout", None));
+                    let fail = Failure::new("States.Timeout", None);
+                    self.emit(f, move |s| s.task_error(f, TaskOutcome::TimedOut, fail));
+                    self.raise_later(f, fail);
                 }
                 Status::AwaitingCallback { deadline, heartbeat } if deadline.min(heartbeat) <= now => {
                     self.set_status(f, Status::Ready);
-                    self.events += 1; // TaskTimedOut
                     let mut fail = Failure::new("States.Timeout", None);
+                    self.emit(f, move |s| s.task_error(f, TaskOutcome::TimedOut, fail));
                     // AWS reports a missed heartbeat as States.Timeout; catchers naming
                     // States.HeartbeatTimeout match it too.
                     fail.heartbeat = heartbeat < deadline;
@@ -634,21 +732,28 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn time_out(&mut self) {
-        self.end_timed_out("The execution ran longer than its TimeoutSeconds allows.");
+    /// The definition's `TimeoutSeconds` passed; `deadline` is when.
+    fn time_out(&mut self, deadline: i64) {
+        self.end_timed_out("The execution ran longer than its TimeoutSeconds allows.", deadline);
     }
 
     /// Ends the execution now with `TIMED_OUT` / `States.Timeout` and `cause`, unless it has
     /// finished already. For drivers that enforce a limit the definition does not state
     /// (the Express 5-minute cap); the definition's own `TimeoutSeconds` is enforced by
     /// `run` itself.
-    pub fn end_timed_out(&mut self, cause: &'a str) {
+    /// `at` is the instant the limit was reached (the event's timestamp when recording).
+    pub fn end_timed_out(&mut self, cause: &'a str, at: i64) {
         if self.outcome.is_some() {
             return;
         }
-        self.events += 1; // ExecutionTimedOut
-        self.outcome =
-            Some(Outcome::TimedOut(Failure { error: Some("States.Timeout"), cause: Some(cause), heartbeat: false }));
+        if let Some(rec) = self.rec.as_deref_mut() {
+            rec.now = at;
+        }
+        let fail = Failure { error: Some("States.Timeout"), cause: Some(cause), heartbeat: false };
+        self.emit(ROOT, move |_| {
+            (EventType::ExecutionTimedOut, EventDetails::Error { error: fail.error, cause: fail.cause })
+        });
+        self.outcome = Some(Outcome::TimedOut(fail));
     }
 
     fn env(&self, f: u32, input: Value<'a>) -> FrameEnv<'_, 'a> {
@@ -672,19 +777,27 @@ impl<'a> Exec<'a> {
                     }
                     *entered += 1;
                     self.transitions += 1;
-                    if self.deadline.is_some() || prog.uses_context {
+                    if self.deadline.is_some() || prog.uses_context || !self.record.is_empty() {
                         let now = clock.now();
-                        if self.deadline.is_some_and(|d| now >= d) {
-                            self.time_out();
+                        if let Some(d) = self.deadline.filter(|&d| now >= d) {
+                            self.time_out(d);
                             return;
                         }
                         self.frames[fi].entered_at = now;
+                        if let Some(rec) = self.rec.as_deref_mut() {
+                            rec.now = now;
+                        }
                     }
-                    self.events += 1;
                     let info = &prog.states[s as usize];
+                    let id = self.emit(f, move |x| {
+                        (
+                            entered_type(info.kind),
+                            EventDetails::StateEntered { name: &info.name, input: x.frames[fi].raw },
+                        )
+                    });
                     let fr = &mut self.frames[fi];
                     fr.state = s;
-                    fr.entered_event = self.events;
+                    fr.entered_event = id;
                     fr.eff = fr.raw;
                     fr.res = fr.raw;
                     fr.out = fr.raw;
@@ -818,7 +931,7 @@ impl<'a> Exec<'a> {
                     if let Err(fail) = self.check_output(f) {
                         self.raise(f, fail, Some(clock))
                     } else {
-                        self.events += 1;
+                        self.emit_exited(f);
                         let fr = &mut self.frames[fi];
                         fr.raw = fr.out;
                         fr.pc = target;
@@ -829,7 +942,7 @@ impl<'a> Exec<'a> {
                     if let Err(fail) = self.check_output(f) {
                         self.raise(f, fail, Some(clock))
                     } else {
-                        self.events += 1;
+                        self.emit_exited(f);
                         self.finish_frame(f);
                         Flow::Stop
                     }
@@ -922,6 +1035,11 @@ impl<'a> Exec<'a> {
                 values.push((*name, v));
             }
         }
+        if !self.record.is_empty() {
+            let prog = self.prog;
+            let list = self.bump.alloc_slice_fill_iter(values.iter().map(|(n, v)| (prog.names.name(*n), *v)));
+            self.set_assigned(f, list);
+        }
         let scope = self.frames[f as usize].scope as usize;
         let vars = &mut self.scopes[scope].vars;
         for (name, v) in values {
@@ -942,6 +1060,7 @@ impl<'a> Exec<'a> {
         let prog = self.prog;
         let fi = f as usize;
         let info = &prog.states[self.frames[fi].state as usize];
+        let joined = std::mem::take(&mut self.frames[fi].join_failed);
         if !fail.is_runtime() {
             let retriers = &prog.retriers[info.retriers.start as usize..info.retriers.end as usize];
             if let Some((k, r)) =
@@ -973,6 +1092,9 @@ impl<'a> Exec<'a> {
                     return Flow::Continue;
                 }
             }
+        }
+        self.join_failed(f, joined);
+        if !fail.is_runtime() {
             let catchers = &prog.catchers[info.catchers.start as usize..info.catchers.end as usize];
             if let Some(c) = catchers.iter().find(|c| c.errors.matches(fail.error, fail.heartbeat)) {
                 return self.catch(f, c, fail, clock);
@@ -980,6 +1102,19 @@ impl<'a> Exec<'a> {
         }
         self.fail_frame(f, fail);
         Flow::Stop
+    }
+
+    /// A Parallel/Map state that a child failed and that does not retry records
+    /// `…StateFailed` (AWS records none before a retry: the next attempt's `…StateStarted`
+    /// follows the failed child's last event).
+    fn join_failed(&mut self, f: u32, joined: bool) {
+        if joined {
+            let kind = match self.prog.states[self.frames[f as usize].state as usize].kind {
+                StateKind::Map => EventType::MapStateFailed,
+                _ => EventType::ParallelStateFailed,
+            };
+            self.emit(f, move |_| (kind, EventDetails::None));
+        }
     }
 
     fn catch(&mut self, f: u32, c: &'a CatchSpec, fail: Failure<'a>, clock: Option<&dyn Clock>) -> Flow {
@@ -1004,6 +1139,9 @@ impl<'a> Exec<'a> {
                 }
             },
         };
+        if !self.record.is_empty() {
+            self.set_assigned(f, &[]);
+        }
         if let Some(a) = c.assign {
             if let Err(fail) = self.assign(f, a, error_output) {
                 self.fail_frame(f, fail);
@@ -1011,9 +1149,9 @@ impl<'a> Exec<'a> {
             }
         }
         let _ = clock;
-        self.events += 1; // …StateExited
+        self.frames[fi].out = out;
+        self.emit_exited(f);
         let fr = &mut self.frames[fi];
-        fr.out = out;
         fr.raw = out;
         fr.pc = c.target;
         Flow::Continue
@@ -1026,18 +1164,22 @@ impl<'a> Exec<'a> {
         self.set_status(f, Status::Failed);
         let parent = self.frames[fi].parent;
         if parent == NONE {
-            self.events += 1; // ExecutionFailed
+            self.emit(f, move |_| {
+                (EventType::ExecutionFailed, EventDetails::Error { error: fail.error, cause: fail.cause })
+            });
             self.outcome = Some(Outcome::Failed(fail));
             return;
         }
         let slot = self.frames[fi].slot;
+        let last = self.frames[fi].last_event;
         self.release(f);
         let j = self.frames[parent as usize].join;
         let join = &mut self.joins[j as usize];
         join.running -= 1;
         join.finished += 1;
         if join.map != NONE {
-            self.events += 1; // MapIterationFailed
+            let done =
+                self.emit_after(move |_| last, move |s| (EventType::MapIterationFailed, s.iteration(parent, slot)));
             let join = &mut self.joins[j as usize];
             join.failures += 1;
             let total = join.items.len() as f64;
@@ -1057,13 +1199,14 @@ impl<'a> Exec<'a> {
                 members.push(("Cause", Value::Str(fail.cause.unwrap_or(""))));
                 let v = value::object(self.bump, &members);
                 self.joins[j as usize].results[slot as usize] = v;
-                self.after_child(parent);
+                self.after_child(parent, last, done);
                 return;
             }
             let exceeded = join.tolerated_count.is_some() || join.tolerated_percentage.is_some();
-            self.cancel_children(parent);
+            self.cancel_children(parent, last);
             self.set_status(parent, Status::Ready);
-            self.events += 1; // MapStateFailed
+            self.set_last_event(parent, last);
+            self.frames[parent as usize].join_failed = true;
             let fail = if exceeded {
                 Failure::new(
                     "States.ExceedToleratedFailureThreshold",
@@ -1074,15 +1217,19 @@ impl<'a> Exec<'a> {
             };
             self.raise_later(parent, fail);
         } else {
-            self.cancel_children(parent);
+            self.cancel_children(parent, last);
             self.set_status(parent, Status::Ready);
-            self.events += 1; // ParallelStateFailed
+            self.set_last_event(parent, last);
+            self.frames[parent as usize].join_failed = true;
             self.raise_later(parent, fail);
         }
     }
 
-    /// Stops every running descendant of `parent`.
-    fn cancel_children(&mut self, parent: u32) {
+    /// Stops every running descendant of `parent`. Each records what AWS records for an
+    /// aborted branch or iteration, after `cause` (the event that failed the join): its
+    /// state's `…StateAborted` if it was inside a Task, Wait, Parallel or Map state, then
+    /// `MapIterationAborted` for a Map iteration.
+    fn cancel_children(&mut self, parent: u32, cause: u32) {
         let mut stack = vec![parent];
         while let Some(p) = stack.pop() {
             for i in 0..self.frames.len() {
@@ -1090,6 +1237,24 @@ impl<'a> Exec<'a> {
                 if fr.parent == p
                     && !matches!(fr.status, Status::Free | Status::Done | Status::Failed | Status::Cancelled)
                 {
+                    let in_state = fr.entered_event != 0 && !matches!(self.prog.ops[fr.pc as usize], Op::Enter(_));
+                    let aborted = match self.prog.states[fr.state as usize].kind {
+                        StateKind::Task => Some(EventType::TaskStateAborted),
+                        StateKind::Wait => Some(EventType::WaitStateAborted),
+                        StateKind::Map => Some(EventType::MapStateAborted),
+                        StateKind::Parallel => Some(EventType::ParallelStateAborted),
+                        _ => None,
+                    };
+                    if let Some(kind) = aborted.filter(|_| in_state) {
+                        self.emit_after(move |_| cause, move |_| (kind, EventDetails::None));
+                    }
+                    if self.joins[self.frames[p as usize].join as usize].map != NONE {
+                        let slot = self.frames[i].slot;
+                        self.emit_after(
+                            move |_| cause,
+                            move |s| (EventType::MapIterationAborted, s.iteration(p, slot)),
+                        );
+                    }
                     self.set_status(i as u32, Status::Cancelled);
                     stack.push(i as u32);
                     self.release(i as u32);
@@ -1110,36 +1275,45 @@ impl<'a> Exec<'a> {
         let out = self.frames[fi].out;
         if parent == NONE {
             self.set_status(f, Status::Done);
-            self.events += 1; // ExecutionSucceeded
+            self.emit(f, move |_| (EventType::ExecutionSucceeded, EventDetails::Output { output: out }));
             self.outcome = Some(Outcome::Succeeded(out));
             return;
         }
         let slot = self.frames[fi].slot;
+        let last = self.frames[fi].last_event;
         self.release(f);
         let j = self.frames[parent as usize].join as usize;
         let join = &mut self.joins[j];
         join.results[slot as usize] = out;
         join.running -= 1;
         join.finished += 1;
-        if join.map != NONE {
-            self.events += 1; // MapIterationSucceeded
-        }
-        self.after_child(parent);
+        let done = if join.map != NONE {
+            self.emit_after(move |_| last, move |s| (EventType::MapIterationSucceeded, s.iteration(parent, slot)))
+        } else {
+            last
+        };
+        self.after_child(parent, last, done);
     }
 
     /// A child of `parent` finished: start the next Map iteration, or complete the join.
-    fn after_child(&mut self, parent: u32) {
+    /// `child_last` is the child's last event (a next iteration's `MapIterationStarted`
+    /// follows it); `done` the event that ended the child (`MapIteration…`, or for a
+    /// Parallel branch its last event), which `…StateSucceeded` and `…StateExited` follow.
+    fn after_child(&mut self, parent: u32, child_last: u32, done: u32) {
         let j = self.frames[parent as usize].join as usize;
         let join = &self.joins[j];
         if join.finished as usize == join.results.len() {
             let results = self.bump.alloc_slice_copy(&join.results);
-            self.events += 1; // ParallelStateSucceeded / MapStateSucceeded
+            let kind = if join.map != NONE { EventType::MapStateSucceeded } else { EventType::ParallelStateSucceeded };
+            self.set_last_event(parent, done);
+            self.emit_after(move |_| done, move |_| (kind, EventDetails::None));
             self.set_status(parent, Status::Ready);
             let fr = &mut self.frames[parent as usize];
             fr.res = Value::Array(results);
             fr.pc += 1;
             self.runnable.push(parent);
         } else if join.map != NONE && (join.started as usize) < join.items.len() {
+            self.set_last_event(parent, child_last);
             let _ = self.spawn_iteration(parent);
         }
     }
@@ -1206,10 +1380,12 @@ impl<'a> Exec<'a> {
                 return self.raise(f, fail, Some(clock));
             }
         }
-        self.events += 2; // TaskScheduled, TaskStarted (LambdaFunction* for legacy Lambda)
+        let input = self.frames[fi].eff;
+        self.emit(f, move |s| s.task_scheduled(spec, input, timeout, heartbeat));
+        self.emit(f, move |s| s.task_started(spec));
         let state_name: &'a str = &prog.states[self.frames[fi].state as usize].name;
         let retry_count = self.frames[fi].retry_total;
-        let input = self.frames[fi].eff;
+        let mut timed_out = false;
         // Timeouts are measured from here; clock reads only when a task has one.
         let started = if timeout.is_some() || heartbeat.is_some() { clock.now() } else { 0 };
         let deadline = timeout.map_or(i64::MAX, |s| started.saturating_add(s.saturating_mul(NANOS_PER_SEC)));
@@ -1250,10 +1426,11 @@ impl<'a> Exec<'a> {
                     execution_arn: self.meta.execution_arn,
                 };
                 match h.call(&ctx, input, Arena::new(self.bump)) {
-                    Ok(_) if spec.callback => {
+                    Ok(v) if spec.callback => {
                         // The handler delivered the token; the result comes with
                         // SendTaskSuccess (or the task times out).
-                        self.events += 1; // TaskSubmitted
+                        self.tick(clock);
+                        self.emit(f, move |s| s.task_submitted(f, v));
                         let hb = self.frames[fi].heartbeat_nanos;
                         let heartbeat = if hb > 0 { clock.now().saturating_add(hb) } else { i64::MAX };
                         self.set_status(f, Status::AwaitingCallback { deadline, heartbeat });
@@ -1261,7 +1438,10 @@ impl<'a> Exec<'a> {
                     }
                     // An inline handler cannot be interrupted; one that overran its
                     // TimeoutSeconds is reported as timed out, as AWS would have.
-                    Ok(_) if timeout.is_some() && clock.now() > deadline => Err(Failure::new("States.Timeout", None)),
+                    Ok(_) if timeout.is_some() && clock.now() > deadline => {
+                        timed_out = true;
+                        Err(Failure::new("States.Timeout", None))
+                    }
                     Ok(v) => Ok(v),
                     Err(e) => Err(self.task_failure(&e)),
                 }
@@ -1292,9 +1472,10 @@ impl<'a> Exec<'a> {
                 ),
             )),
         };
+        self.tick(clock);
         match result {
             Ok(v) => {
-                self.events += 1; // TaskSucceeded
+                self.emit(f, move |s| s.task_succeeded(f, v));
                 self.frames[fi].res = v;
                 if let Err(fail) = self.check_task_result(f) {
                     return self.raise(f, fail, Some(clock));
@@ -1303,7 +1484,8 @@ impl<'a> Exec<'a> {
                 Flow::Continue
             }
             Err(fail) => {
-                self.events += 1; // TaskFailed
+                let outcome = if timed_out { TaskOutcome::TimedOut } else { TaskOutcome::Failed };
+                self.emit(f, move |s| s.task_error(f, outcome, fail));
                 self.raise(f, fail, Some(clock))
             }
         }
@@ -1422,9 +1604,9 @@ impl<'a> Exec<'a> {
                 return self.raise(f, fail, Some(clock));
             }
         }
-        self.events += 1; // ChoiceStateExited
+        self.frames[fi].out = out;
+        self.emit_exited(f);
         let fr = &mut self.frames[fi];
-        fr.out = out;
         fr.raw = out;
         fr.pc = target;
         Flow::Continue
@@ -1487,7 +1669,7 @@ impl<'a> Exec<'a> {
             tolerated_percentage: None,
         });
         let j = self.joins.len() as u32 - 1;
-        self.events += 1; // ParallelStateStarted
+        let started = self.emit(f, move |_| (EventType::ParallelStateStarted, EventDetails::None));
         let fr = &mut self.frames[fi];
         fr.join = j;
         let scope = fr.scope;
@@ -1496,6 +1678,7 @@ impl<'a> Exec<'a> {
         for (slot, &start) in spec.branches.iter().enumerate().rev() {
             let child_scope = self.new_scope(scope);
             let c = self.new_frame(start, eff, child_scope, f, slot as u32);
+            self.set_last_event(c, started);
             self.runnable.push(c);
         }
         Flow::Stop
@@ -1589,11 +1772,12 @@ impl<'a> Exec<'a> {
             tolerated_percentage: pct,
         });
         let j = self.joins.len() as u32 - 1;
-        self.events += 1; // MapStateStarted
-        let fr = &mut self.frames[fi];
-        fr.join = j;
+        let started =
+            self.emit(f, move |_| (EventType::MapStateStarted, EventDetails::MapStarted { length: n as u32 }));
+        self.frames[fi].join = j;
         if n == 0 {
-            self.events += 1; // MapStateSucceeded
+            self.emit_after(move |_| started, move |_| (EventType::MapStateSucceeded, EventDetails::None));
+            let fr = &mut self.frames[fi];
             fr.res = Value::EMPTY_ARRAY;
             fr_next(fr);
             return Flow::Continue;
@@ -1609,7 +1793,7 @@ impl<'a> Exec<'a> {
                 Ok(Some(c)) => spawned.push(c),
                 Ok(None) => break,
                 Err(fail) => {
-                    self.cancel_children(f);
+                    self.cancel_children(f, self.frames[fi].last_event);
                     self.set_status(f, Status::Ready);
                     return self.raise(f, fail, Some(clock));
                 }
@@ -1642,12 +1826,233 @@ impl<'a> Exec<'a> {
         let join = &mut self.joins[j];
         join.started += 1;
         join.running += 1;
-        self.events += 1; // MapIterationStarted
+        let started = self.emit_after(
+            |s| s.frames[parent as usize].last_event,
+            |s| (EventType::MapIterationStarted, s.iteration(parent, i)),
+        );
         let scope = self.frames[parent as usize].scope;
         let child_scope = self.new_scope(scope);
         let c = self.new_frame(spec.start, input, child_scope, parent, i);
+        self.set_last_event(c, started);
         self.runnable.push(c);
         Ok(Some(c))
+    }
+
+    // ------------------------------------------------------------------------------------
+    // History events
+    //
+    // Every event gets AWS's id whether or not it is recorded (runtime error causes quote
+    // them). Its `previousEventId` is the last event of the frame it happens in (`emit`),
+    // except where AWS hangs an event off another one (`emit_after`): a Map iteration's
+    // events and `…StateSucceeded` follow the child's events, not the parent's chain.
+    // Recorded at AWS (LocalStack's snapshots): a root frame starts at 0 (the first
+    // `…StateEntered` follows no event), a Map iteration at its `MapIterationStarted`.
+
+    /// Numbers the next event, after frame `f`'s last one (which it becomes); records it
+    /// if the mask asks for its type. `build` runs only while recording, and so does the
+    /// chain bookkeeping: without a mask an event costs an increment and one branch.
+    #[inline(always)]
+    fn emit(&mut self, f: u32, build: impl FnOnce(&Self) -> (EventType, EventDetails<'a>)) -> u32 {
+        self.events += 1;
+        let id = self.events;
+        if !self.record.is_empty() {
+            let prev = std::mem::replace(&mut self.frames[f as usize].last_event, id);
+            self.record_event(id, prev, build);
+        }
+        id
+    }
+
+    /// Numbers the next event with `prev(self)` as its `previousEventId`, leaving the
+    /// frames' chains alone.
+    #[inline(always)]
+    fn emit_after(
+        &mut self,
+        prev: impl FnOnce(&Self) -> u32,
+        build: impl FnOnce(&Self) -> (EventType, EventDetails<'a>),
+    ) -> u32 {
+        self.events += 1;
+        let id = self.events;
+        if !self.record.is_empty() {
+            let prev = prev(self);
+            self.record_event(id, prev, build);
+        }
+        id
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_event(&mut self, id: u32, prev: u32, build: impl FnOnce(&Self) -> (EventType, EventDetails<'a>)) {
+        let (kind, details) = build(self);
+        if self.record.contains(kind) {
+            if let Some(rec) = self.rec.as_deref_mut() {
+                rec.events.push(HistoryEvent { id, previous_event_id: prev, timestamp: rec.now, kind, details });
+            }
+        }
+    }
+
+    /// Sets frame `f`'s last event (chain bookkeeping, only while recording).
+    #[inline(always)]
+    fn set_last_event(&mut self, f: u32, id: u32) {
+        if !self.record.is_empty() {
+            self.frames[f as usize].last_event = id;
+        }
+    }
+
+    /// Reads the clock for the next events' timestamps, only while recording.
+    #[inline(always)]
+    fn tick(&mut self, clock: &dyn Clock) {
+        if let Some(rec) = self.rec.as_deref_mut() {
+            rec.now = clock.now();
+        }
+    }
+
+    /// `…StateExited` for frame `f`'s state, with its output register and the variables it
+    /// assigned.
+    #[inline(always)]
+    fn emit_exited(&mut self, f: u32) {
+        self.events += 1;
+        if !self.record.is_empty() {
+            self.record_exited(f, self.events);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_exited(&mut self, f: u32, id: u32) {
+        let prev = std::mem::replace(&mut self.frames[f as usize].last_event, id);
+        let assigned = self.rec.as_deref().and_then(|r| r.assigned.get(f as usize).copied()).unwrap_or(&[]);
+        self.record_event(id, prev, |s| {
+            let fr = &s.frames[f as usize];
+            let info = &s.prog.states[fr.state as usize];
+            (exited_type(info.kind), EventDetails::StateExited { name: &info.name, output: fr.out, assigned })
+        });
+        self.set_assigned(f, &[]);
+    }
+
+    fn set_assigned(&mut self, f: u32, list: &'a [(&'a str, Value<'a>)]) {
+        if let Some(rec) = self.rec.as_deref_mut() {
+            let f = f as usize;
+            if rec.assigned.len() <= f {
+                rec.assigned.resize(f + 1, &[]);
+            }
+            rec.assigned[f] = list;
+        }
+    }
+
+    /// `MapIteration…` details: the Map state's name and the item index.
+    fn iteration(&self, map_frame: u32, index: u32) -> EventDetails<'a> {
+        let prog = self.prog;
+        EventDetails::MapIteration { name: &prog.states[self.frames[map_frame as usize].state as usize].name, index }
+    }
+
+    /// AWS's `resourceType`/`resource` pair: `arn:aws:states:::lambda:invoke` → `lambda`,
+    /// `invoke`; `…:::aws-sdk:s3:listBuckets` → `aws-sdk:s3`, `listBuckets`;
+    /// `…:::states:startExecution.sync:2` → `states`, `startExecution.sync:2`. Other ARNs
+    /// (registered handlers) keep the whole ARN as `resource`, their service as the type.
+    fn resource_parts(spec: &'a TaskSpec) -> (&'a str, &'a str) {
+        let resource: &'a str = &spec.resource;
+        match resource.split_once(":::") {
+            Some((_, rest)) => {
+                let cut = match rest.strip_prefix("aws-sdk:") {
+                    Some(sdk) => sdk.find(':').map(|i| i + "aws-sdk:".len()),
+                    None => rest.find(':'),
+                };
+                match cut {
+                    Some(i) => (&rest[..i], &rest[i + 1..]),
+                    None => (rest, rest),
+                }
+            }
+            None => (resource.split(':').nth(2).unwrap_or(""), resource),
+        }
+    }
+
+    fn task_scheduled(
+        &self,
+        spec: &'a TaskSpec,
+        input: Value<'a>,
+        timeout: Option<i64>,
+        heartbeat: Option<i64>,
+    ) -> (EventType, EventDetails<'a>) {
+        let timeout_seconds = timeout.map(|t| t as u64);
+        let heartbeat_seconds = heartbeat.map(|h| h as u64);
+        let resource: &'a str = &spec.resource;
+        match spec.kind {
+            ResourceKind::LambdaFunction => (
+                EventType::LambdaFunctionScheduled,
+                EventDetails::Scheduled { resource, input, timeout_seconds, heartbeat_seconds: None },
+            ),
+            ResourceKind::Activity => (
+                EventType::ActivityScheduled,
+                EventDetails::Scheduled { resource, input, timeout_seconds, heartbeat_seconds },
+            ),
+            ResourceKind::Integration | ResourceKind::Other => {
+                let (resource_type, resource) = Self::resource_parts(spec);
+                let region = self.meta.execution_arn.split(':').nth(3).unwrap_or("");
+                (
+                    EventType::TaskScheduled,
+                    EventDetails::TaskScheduled {
+                        resource_type,
+                        resource,
+                        region,
+                        parameters: input,
+                        timeout_seconds,
+                        heartbeat_seconds,
+                    },
+                )
+            }
+        }
+    }
+
+    fn task_started(&self, spec: &'a TaskSpec) -> (EventType, EventDetails<'a>) {
+        match spec.kind {
+            ResourceKind::LambdaFunction => (EventType::LambdaFunctionStarted, EventDetails::None),
+            ResourceKind::Activity => (EventType::ActivityStarted, EventDetails::None),
+            ResourceKind::Integration | ResourceKind::Other => {
+                let (resource_type, resource) = Self::resource_parts(spec);
+                (EventType::TaskStarted, EventDetails::TaskStarted { resource_type, resource })
+            }
+        }
+    }
+
+    fn task_submitted(&self, f: u32, output: Value<'a>) -> (EventType, EventDetails<'a>) {
+        let spec = self.current_task(f).expect("a task state");
+        let (resource_type, resource) = Self::resource_parts(spec);
+        (EventType::TaskSubmitted, EventDetails::TaskOutput { resource_type, resource, output })
+    }
+
+    fn task_succeeded(&self, f: u32, output: Value<'a>) -> (EventType, EventDetails<'a>) {
+        let spec = self.current_task(f).expect("a task state");
+        match spec.kind {
+            ResourceKind::LambdaFunction => (EventType::LambdaFunctionSucceeded, EventDetails::Output { output }),
+            ResourceKind::Activity => (EventType::ActivitySucceeded, EventDetails::Output { output }),
+            ResourceKind::Integration | ResourceKind::Other => {
+                let (resource_type, resource) = Self::resource_parts(spec);
+                (EventType::TaskSucceeded, EventDetails::TaskOutput { resource_type, resource, output })
+            }
+        }
+    }
+
+    fn task_error(&self, f: u32, outcome: TaskOutcome, fail: Failure<'a>) -> (EventType, EventDetails<'a>) {
+        let spec = self.current_task(f).expect("a task state");
+        let (error, cause) = (fail.error, fail.cause);
+        let timed_out = outcome == TaskOutcome::TimedOut;
+        match spec.kind {
+            ResourceKind::LambdaFunction => (
+                if timed_out { EventType::LambdaFunctionTimedOut } else { EventType::LambdaFunctionFailed },
+                EventDetails::Error { error, cause },
+            ),
+            ResourceKind::Activity => (
+                if timed_out { EventType::ActivityTimedOut } else { EventType::ActivityFailed },
+                EventDetails::Error { error, cause },
+            ),
+            ResourceKind::Integration | ResourceKind::Other => {
+                let (resource_type, resource) = Self::resource_parts(spec);
+                (
+                    if timed_out { EventType::TaskTimedOut } else { EventType::TaskFailed },
+                    EventDetails::TaskError { resource_type, resource, error, cause },
+                )
+            }
+        }
     }
 
     // ------------------------------------------------------------------------------------
@@ -1753,4 +2158,40 @@ fn plain(v: &Value<'_>) -> String {
 /// `arn:aws:states:::lambda:invoke` → `lambda`.
 fn integration_service(resource: &str) -> &str {
     resource.split(":::").nth(1).and_then(|r| r.split(':').next()).unwrap_or(resource)
+}
+
+/// The root frame is the first frame made and is never released.
+const ROOT: u32 = 0;
+
+/// How a task ended without a result.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TaskOutcome {
+    Failed,
+    TimedOut,
+}
+
+fn entered_type(kind: StateKind) -> EventType {
+    match kind {
+        StateKind::Pass => EventType::PassStateEntered,
+        StateKind::Task => EventType::TaskStateEntered,
+        StateKind::Choice => EventType::ChoiceStateEntered,
+        StateKind::Wait => EventType::WaitStateEntered,
+        StateKind::Succeed => EventType::SucceedStateEntered,
+        StateKind::Fail => EventType::FailStateEntered,
+        StateKind::Parallel => EventType::ParallelStateEntered,
+        StateKind::Map => EventType::MapStateEntered,
+    }
+}
+
+/// A Fail state never exits; it has no `…Exited` type, and the VM never asks for one.
+fn exited_type(kind: StateKind) -> EventType {
+    match kind {
+        StateKind::Pass => EventType::PassStateExited,
+        StateKind::Task => EventType::TaskStateExited,
+        StateKind::Choice => EventType::ChoiceStateExited,
+        StateKind::Wait => EventType::WaitStateExited,
+        StateKind::Succeed | StateKind::Fail => EventType::SucceedStateExited,
+        StateKind::Parallel => EventType::ParallelStateExited,
+        StateKind::Map => EventType::MapStateExited,
+    }
 }

@@ -491,3 +491,82 @@ fn stress_every_accepted_start_ends_exactly_once() {
     let report = e.shutdown(Shutdown::Drain(Duration::from_secs(5)));
     assert_eq!(report.abandoned, 0);
 }
+
+#[test]
+fn express_logs_follow_the_level_and_reach_the_writer() {
+    use sfn::logs::{Destination, LogLevel, LogWriter, LoggingConfig, MemoryRing};
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let ring = MemoryRing::new(1000);
+    let writer = LogWriter::start(Destination::Memory(ring.clone()), 1000).unwrap();
+    let e = Engine::builder().shards(2).clock(clock.clone()).log_writer(writer).build();
+    let mut spec = MachineSpec::new("Logged", PASS2.as_bytes(), MachineType::Express);
+    spec.logging = LoggingConfig { level: LogLevel::All, include_execution_data: true };
+    let all = e.register(spec).unwrap();
+    let failing = r#"{"StartAt":"F","States":{"F":{"Type":"Fail","Error":"Boom","Cause":"it broke"}}}"#;
+    let mut spec = MachineSpec::new("Errors", failing.as_bytes(), MachineType::Express);
+    spec.logging = LoggingConfig { level: LogLevel::Error, include_execution_data: false };
+    let errors = e.register(spec).unwrap();
+    let mut spec = MachineSpec::new(
+        "Capped",
+        br#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":400,"End":true}}}"#,
+        MachineType::Express,
+    );
+    spec.logging = LoggingConfig { level: LogLevel::Fatal, include_execution_data: false };
+    let capped = e.register(spec).unwrap();
+
+    let r = e.start_sync(&all, &input(r#"{"in":1}"#), Some("logged-1")).wait().unwrap();
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(e.start_sync(&errors, &input("{}"), None).wait().unwrap().status, Status::Failed);
+    let pending = e.start_sync(&capped, &input("{}"), None);
+    eventually("the capped execution parks", || parked(&e) == 1);
+    clock.set(t0 + 300 * S);
+    assert_eq!(pending.wait().unwrap().status, Status::TimedOut);
+    let report = e.shutdown(Shutdown::Drain(Duration::from_secs(5)));
+    assert_eq!(report.log_error, None);
+
+    let records: Vec<serde_json::Value> = ring.lines().iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let of = |arn_part: &str| -> Vec<&serde_json::Value> {
+        records.iter().filter(|r| r["execution_arn"].as_str().unwrap().contains(arn_part)).collect()
+    };
+    let logged = of(":express:Logged:logged-1:");
+    let types: Vec<&str> = logged.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    assert_eq!(logged[0]["id"], "1");
+    assert_eq!(logged[0]["previous_event_id"], "0");
+    assert_eq!(logged[0]["details"]["input"], r#"{"in":1}"#);
+    assert_eq!(logged[5]["details"]["output"], r#"{"in":1,"a":{"x":1}}"#);
+    assert_eq!(logged[0]["redrive_count"], "0");
+
+    let errs = of(":express:Errors:");
+    let types: Vec<&str> = errs.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["FailStateEntered", "ExecutionFailed"], "ERROR keeps only error events");
+    assert!(errs[0]["details"].get("input").is_none(), "no execution data: {}", errs[0]);
+    assert_eq!(errs[1]["details"]["error"], "Boom");
+
+    let capped = of(":express:Capped:");
+    let types: Vec<&str> = capped.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ExecutionTimedOut"]);
+    assert_eq!(capped[0]["event_timestamp"], ((t0 + 300 * S) / 1_000_000).to_string());
+}
+
+#[test]
+fn logging_without_a_writer_is_refused() {
+    use sfn::logs::{LogLevel, LoggingConfig};
+    let clock = Arc::new(ManualClock::fixed());
+    let e = engine(&clock, 1, Registry::new());
+    let mut spec = MachineSpec::new("Logged", PASS2.as_bytes(), MachineType::Express);
+    spec.logging = LoggingConfig { level: LogLevel::All, include_execution_data: true };
+    let err = e.register(spec).unwrap_err();
+    assert!(err.to_string().starts_with("InvalidLoggingConfiguration"), "{err}");
+}

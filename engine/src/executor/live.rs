@@ -40,6 +40,9 @@ pub(super) struct Live {
     pub calls_in_flight: u32,
     /// Tokens of this execution's callback tasks registered for routing.
     pub tokens: Vec<Box<str>>,
+    /// The execution ARN, in the arena (empty until `begin`). Safety: as the execution's
+    /// borrows; never handed out beyond `&self`.
+    execution_arn: &'static str,
 }
 
 // Safety: `Exec` holds arena references and `Cell`s, which are not `Send`; a `Live` is
@@ -60,6 +63,7 @@ impl Live {
             armed: i64::MAX,
             calls_in_flight: 0,
             tokens: Vec::new(),
+            execution_arn: "",
         }
     }
 
@@ -88,8 +92,10 @@ impl Live {
             arn.push(':');
             arn.push_str(uuid::Uuid::from_u128(self.start.uuid).hyphenated().encode_lower(&mut buf));
         }
+        let arn = arn.into_bump_str();
+        self.execution_arn = arn;
         let info = ExecInfo {
-            execution_arn: arn.into_bump_str(),
+            execution_arn: arn,
             name,
             state_machine_arn: &machine.arn,
             state_machine_name: &machine.name,
@@ -105,6 +111,15 @@ impl Live {
         self.exec.as_mut()
     }
 
+    /// Sends the history events recorded since the last call to `f` with the execution's
+    /// ARN (Express log records carry it).
+    pub fn drain_events(&mut self, mut f: impl FnMut(&crate::history::HistoryEvent<'_>, &str)) {
+        let arn = self.execution_arn;
+        if let Some(exec) = self.exec.as_mut() {
+            exec.drain_events(|ev| f(ev, arn));
+        }
+    }
+
     /// Bytes the arena holds (its chunks' capacity).
     pub fn arena_bytes(&self) -> usize {
         // Safety: shared read of the arena's chunk list; no allocation is in progress
@@ -117,6 +132,7 @@ impl Live {
         // The value may be half-updated after a panic; dropping it only releases arena
         // vectors (no-ops in bumpalo) and the outbox of pending calls.
         *self.exec = None;
+        self.execution_arn = "";
     }
 
     /// Ends the execution in place and takes its arena (not yet reset); what is left of

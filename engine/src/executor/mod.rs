@@ -28,6 +28,12 @@
 //! busy execution is stopped within one slice; a synchronous handler that never returns
 //! cannot be interrupted (it runs on the shard's thread), which is why handlers that wait
 //! on I/O should be asynchronous.
+//!
+//! Express logs: a machine registered with a [`LoggingConfig`] records AWS's history events
+//! for its level only (the VM filters before building anything); after every run slice the
+//! shard formats them as CloudWatch records and hands them to the engine's
+//! [`LogWriter`], whose bounded queue drops and counts lines rather than stalling a shard.
+//! Express executions keep no history beyond that, as at AWS.
 
 mod live;
 mod metrics;
@@ -55,6 +61,7 @@ use crate::compile::Bindings;
 use crate::diag::Diagnostic;
 use crate::handlers::{Registry, TaskError};
 use crate::local::Status;
+use crate::logs::{LogLevel, LogWriter, LoggingConfig};
 use crate::mocks::MockSet;
 use crate::program::Program;
 use crate::validate::MachineType;
@@ -82,6 +89,7 @@ pub struct EngineBuilder {
     arena_bytes: usize,
     arena_keep_bytes: usize,
     seed: u64,
+    logs: Option<LogWriter>,
 }
 
 impl Default for EngineBuilder {
@@ -99,6 +107,7 @@ impl Default for EngineBuilder {
             arena_bytes: 960,
             arena_keep_bytes: 64 * 1024,
             seed: 0x5f6e_2024,
+            logs: None,
         }
     }
 }
@@ -175,6 +184,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Where Express log records go (machines registered with a [`LoggingConfig`] other
+    /// than `OFF`). Shards hand lines to the writer's bounded queue and never wait for it:
+    /// when it falls behind, lines are dropped and counted ([`Engine::log_lines_dropped`]).
+    pub fn log_writer(mut self, writer: LogWriter) -> Self {
+        self.logs = Some(writer);
+        self
+    }
+
     /// Starts the shards.
     pub fn build(self) -> Engine {
         let inner = Arc::new(Inner {
@@ -194,6 +211,7 @@ impl EngineBuilder {
             arena_keep_bytes: self.arena_keep_bytes,
             seed: self.seed,
             threads: Mutex::new(Vec::new()),
+            logs: RwLock::new(self.logs),
         });
         if let Some(h) = self.tokio {
             let _ = inner.tokio.set(Tokio::Borrowed(h));
@@ -236,11 +254,22 @@ pub struct MachineSpec<'d> {
     pub mocks: Option<&'d MockSet>,
     /// Default: `arn:aws:iam::ACCOUNT:role/service-role/StepFunctions-NAME-role`.
     pub role_arn: Option<&'d str>,
+    /// AWS's `loggingConfiguration` (level, includeExecutionData); default `OFF`. Records
+    /// go to the engine's [`EngineBuilder::log_writer`].
+    pub logging: LoggingConfig,
 }
 
 impl<'d> MachineSpec<'d> {
     pub fn new(name: &'d str, definition: &'d [u8], machine_type: MachineType) -> Self {
-        MachineSpec { name, definition, machine_type, handlers: None, mocks: None, role_arn: None }
+        MachineSpec {
+            name,
+            definition,
+            machine_type,
+            handlers: None,
+            mocks: None,
+            role_arn: None,
+            logging: LoggingConfig::default(),
+        }
     }
 }
 
@@ -256,6 +285,9 @@ pub enum RegisterError {
     InvalidName(String),
     #[error("StateMachineAlreadyExists: a state machine named {0:?} is registered")]
     AlreadyExists(String),
+    /// Logging asked for, but the engine has no log writer.
+    #[error("InvalidLoggingConfiguration: {0}")]
+    InvalidLoggingConfiguration(String),
 }
 
 /// A registered state machine. Cheap to clone; starting it needs no lookup.
@@ -275,6 +307,7 @@ pub(crate) struct MachineEntry {
     max_nanos: i64,
     /// Some task waits for a callback (`.waitForTaskToken`): its tokens are routed.
     callbacks: bool,
+    logging: LoggingConfig,
     throttled: AtomicU64,
     stats: Box<[metrics::ShardStats]>,
 }
@@ -470,10 +503,12 @@ pub enum Shutdown {
 }
 
 /// What `shutdown` did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
     /// Executions (and queued starts) dropped unfinished.
     pub abandoned: u64,
+    /// The log writer's I/O error, if writing or flushing the records failed.
+    pub log_error: Option<String>,
 }
 
 /// Live figures of one shard.
@@ -632,6 +667,8 @@ pub(crate) struct Inner {
     arena_keep_bytes: usize,
     seed: u64,
     threads: Mutex<Vec<JoinHandle<u64>>>,
+    /// Read-locked by shards only for machines that log; taken at shutdown to flush.
+    logs: RwLock<Option<LogWriter>>,
 }
 
 impl Inner {
@@ -669,6 +706,12 @@ impl Engine {
     /// AWS does.
     pub fn register(&self, spec: MachineSpec<'_>) -> Result<StateMachine, RegisterError> {
         check_name(spec.name).map_err(RegisterError::InvalidName)?;
+        if spec.logging.level != LogLevel::Off && self.inner.logs.read().is_none() {
+            return Err(RegisterError::InvalidLoggingConfiguration(format!(
+                "{} logging needs a destination: build the engine with EngineBuilder::log_writer",
+                spec.logging.level.as_str()
+            )));
+        }
         let handlers = spec.handlers.unwrap_or(&self.inner.handlers);
         let program =
             crate::load(spec.definition, spec.machine_type, Bindings { handlers: Some(handlers), mocks: spec.mocks })
@@ -693,6 +736,7 @@ impl Engine {
             exec_arn_prefix: format!("arn:aws:states:{region}:{account}:{kind}:{name}:"),
             max_nanos: cap as i64 * NANOS_PER_SEC,
             callbacks: program.tasks.iter().any(|t| t.callback),
+            logging: spec.logging,
             program: Arc::new(program),
             throttled: AtomicU64::new(0),
             stats: (0..self.inner.shards().len()).map(|_| metrics::ShardStats::default()).collect(),
@@ -821,6 +865,17 @@ impl Engine {
         MachineMetrics::sum(machine.0.throttled.load(Ordering::Relaxed), &machine.0.stats)
     }
 
+    /// Log lines dropped because the log writer's queue was full (never blocking a shard
+    /// is the point; this says what it cost).
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.inner.logs.read().as_ref().map_or(0, LogWriter::dropped)
+    }
+
+    /// Log lines handed to the destination.
+    pub fn log_lines_written(&self) -> u64 {
+        self.inner.logs.read().as_ref().map_or(0, LogWriter::written)
+    }
+
     /// Executions of `machine` that have ended (any status, including aborted): a cheap
     /// counter read, for waiting on completions without building histograms.
     pub fn ended(&self, machine: &StateMachine) -> u64 {
@@ -875,7 +930,10 @@ impl Engine {
         }
         let threads = std::mem::take(&mut *self.inner.threads.lock());
         let abandoned = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
-        ShutdownReport { abandoned }
+        // Every shard has stopped: write out and flush what the log writer holds.
+        let writer = self.inner.logs.write().take();
+        let log_result = writer.map_or(Ok(()), LogWriter::shutdown).map_err(|e| e.to_string());
+        ShutdownReport { abandoned, log_error: log_result.err() }
     }
 
     /// Test hook: makes shard `index` panic in its own loop (outside any execution), to

@@ -25,6 +25,7 @@ use super::timers::{Timer, Timers};
 use super::{BillingDetails, Control, Inner, Start, SyncResult};
 use crate::clock::Clock;
 use crate::local::Status;
+use crate::logs::LogLevel;
 use crate::validate::MachineType;
 use crate::value::JsonParser;
 use crate::vm::{AsyncCall, CallbackError, Outcome, Poll};
@@ -65,6 +66,8 @@ struct Shard {
     draining: Option<Instant>,
     parked: usize,
     parked_bytes: usize,
+    /// One log record being formatted (reused).
+    log_line: Vec<u8>,
 }
 
 /// The shard thread's body. Returns the number of executions it abandoned at shutdown.
@@ -84,6 +87,7 @@ pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
         draining: None,
         parked: 0,
         parked_bytes: 0,
+        log_line: Vec::new(),
     };
     loop {
         match catch_unwind(AssertUnwindSafe(|| shard.turn())) {
@@ -199,7 +203,15 @@ impl Shard {
         let slot = self.insert(start, arena, now, cap);
         let live = self.slots[slot as usize].live.as_mut().expect("just inserted");
         match live.begin(&mut self.parser, seed) {
-            Ok(()) => self.step(slot),
+            Ok(()) => {
+                let level = machine.logging.level;
+                if level != LogLevel::Off {
+                    if let Some(exec) = live.exec() {
+                        exec.record_events(level.mask());
+                    }
+                }
+                self.step(slot)
+            }
             Err(e) => {
                 // `Input` was checked by `start`; a parser disagreement still ends cleanly.
                 let cause = format!("The execution input could not be parsed: {e}");
@@ -286,6 +298,11 @@ impl Shard {
         let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
         let Some(exec) = live.exec() else { return };
         let polled = catch_unwind(AssertUnwindSafe(|| exec.run(clock, budget)));
+        if polled.is_ok() && live.start.machine.0.logging.level != LogLevel::Off {
+            self.drain_logs(slot);
+        }
+        let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
+        let Some(exec) = live.exec() else { return };
         match polled {
             Err(payload) => self.panicked(slot, &panic_message(&*payload)),
             Ok(Poll::Finished) => self.finish(slot, clock.now()),
@@ -360,6 +377,22 @@ impl Shard {
         }
         self.unpark(slot);
         Ok(())
+    }
+
+    /// Hands the execution's recorded history events, as CloudWatch-shaped log records, to
+    /// the log writer. Never waits: a full writer queue drops (and counts) the line.
+    fn drain_logs(&mut self, slot: u32) {
+        let inner = self.inner.clone();
+        let logs = inner.logs.read();
+        let Some(writer) = logs.as_ref() else { return };
+        let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
+        let include = live.start.machine.0.logging.include_execution_data;
+        let line = &mut self.log_line;
+        live.drain_events(|ev, arn| {
+            line.clear();
+            crate::logs::write_record(ev, arn, 0, include, line);
+            writer.try_log(line);
+        });
     }
 
     fn fire_timers(&mut self, now: i64) {
@@ -442,13 +475,16 @@ impl Shard {
             STANDARD_CAP_CAUSE
         };
         if let Some(exec) = live.exec() {
-            exec.end_timed_out(cause);
+            exec.end_timed_out(cause, cap);
         }
         self.finish(slot, cap);
     }
 
     /// The execution in `slot` has an outcome; `stop` is its end time.
     fn finish(&mut self, slot: u32, stop: i64) {
+        if self.slots[slot as usize].live.as_ref().is_some_and(|l| l.start.machine.0.logging.level != LogLevel::Off) {
+            self.drain_logs(slot);
+        }
         let live = self.slots[slot as usize].live.as_mut().expect("occupied");
         let exec = live.exec().expect("a finished execution exists");
         let outcome = exec.outcome().expect("finished");
