@@ -185,11 +185,13 @@ impl Shard {
     // Starting and running
 
     fn begin(&mut self, start: Start) {
-        let machine = start.machine.0.clone();
-        let stats = &machine.stats[self.index];
+        // Read what is needed from the machine before the start moves into the table: no
+        // reference-count traffic on the machine (shared with the starting thread's core).
+        let machine = &*start.machine.0;
         if start.reruns == 0 {
-            stats.accepted.add(1);
+            machine.stats[self.index].accepted.add(1);
         }
+        let (max_nanos, level) = (machine.max_nanos, machine.logging.level);
         let now = self.clock().now();
         let arena = match self.pool.pop() {
             Some(a) => {
@@ -198,13 +200,12 @@ impl Shard {
             }
             None => Box::new(Bump::with_capacity(self.inner.arena_bytes)),
         };
-        let cap = start.accepted_at.saturating_add(machine.max_nanos);
+        let cap = start.accepted_at.saturating_add(max_nanos);
         let seed = start.uuid as u64 ^ (start.uuid >> 64) as u64 ^ start.reruns as u64;
         let slot = self.insert(start, arena, now, cap);
         let live = self.slots[slot as usize].live.as_mut().expect("just inserted");
         match live.begin(&mut self.parser, seed) {
             Ok(()) => {
-                let level = machine.logging.level;
                 if level != LogLevel::Off {
                     if let Some(exec) = live.exec() {
                         exec.record_events(level.mask());
@@ -292,21 +293,29 @@ impl Shard {
 
     /// One slice of `step_budget` states.
     fn step(&mut self, slot: u32) {
-        let inner = self.inner.clone();
-        let clock: &dyn Clock = &*inner.clock;
-        let budget = inner.step_budget;
-        let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
-        let Some(exec) = live.exec() else { return };
-        let polled = catch_unwind(AssertUnwindSafe(|| exec.run(clock, budget)));
-        if polled.is_ok() && live.start.machine.0.logging.level != LogLevel::Off {
+        // Field borrows only (no `Arc` clone of the engine here: both shards would bump
+        // the same reference count once per execution).
+        let (polled, logs) = {
+            let clock: &dyn Clock = &*self.inner.clock;
+            let budget = self.inner.step_budget;
+            let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
+            let logs = live.start.machine.0.logging.level != LogLevel::Off;
+            let Some(exec) = live.exec() else { return };
+            (catch_unwind(AssertUnwindSafe(|| exec.run(clock, budget))), logs)
+        };
+        if polled.is_ok() && logs {
             self.drain_logs(slot);
         }
-        let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
-        let Some(exec) = live.exec() else { return };
+        let inner = &*self.inner;
+        let clock: &dyn Clock = &*inner.clock;
         match polled {
             Err(payload) => self.panicked(slot, &panic_message(&*payload)),
-            Ok(Poll::Finished) => self.finish(slot, clock.now()),
+            Ok(Poll::Finished) => {
+                let now = clock.now();
+                self.finish(slot, now)
+            }
             Ok(Poll::Yielded) => {
+                let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
                 let cap = live.cap;
                 if clock.now() >= cap {
                     self.cap_reached(slot, cap);
@@ -315,7 +324,10 @@ impl Shard {
                 }
             }
             Ok(Poll::Blocked { wake_at }) => {
-                let calls = exec.take_async_calls();
+                let calls = match self.slots[slot as usize].live.as_mut().and_then(|l| l.exec()) {
+                    Some(exec) => exec.take_async_calls(),
+                    None => return,
+                };
                 let gen = self.slots[slot as usize].gen;
                 for call in calls {
                     if let Err(msg) = self.dispatch(slot, gen, call) {
