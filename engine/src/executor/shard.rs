@@ -98,6 +98,16 @@ pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
     }
 }
 
+/// Drops the routes of the execution's callback tokens (it no longer waits on them).
+fn unroute(inner: &Inner, live: &mut Live) {
+    if !live.tokens.is_empty() {
+        let mut table = inner.callbacks.lock();
+        for t in live.tokens.drain(..) {
+            table.remove(&t);
+        }
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -239,36 +249,26 @@ impl Shard {
     fn release(&mut self, slot: u32) -> Box<Bump> {
         let arena = {
             let live = self.slots[slot as usize].live.as_mut().expect("releasing an occupied slot");
-            if !live.tokens.is_empty() {
-                let mut table = self.inner.callbacks.lock();
-                for t in live.tokens.drain(..) {
-                    table.remove(&t);
-                }
-            }
+            unroute(&self.inner, live);
             live.take_arena()
         };
-        let s = &mut self.slots[slot as usize];
-        s.live = None;
-        s.gen = s.gen.wrapping_add(1);
-        if s.parked_bytes > 0 {
-            self.parked_bytes -= s.parked_bytes;
-            self.parked -= 1;
-            s.parked_bytes = 0;
-        }
-        self.free.push(slot);
-        self.held -= 1;
+        self.slots[slot as usize].live = None;
+        self.forget(slot);
         arena
     }
 
+    /// Takes the execution out of `slot` whole (re-runs and shutdown need its start).
     fn remove(&mut self, slot: u32) -> Live {
+        let mut live = self.slots[slot as usize].live.take().expect("removing an occupied slot");
+        unroute(&self.inner, &mut live);
+        self.forget(slot);
+        live
+    }
+
+    /// The bookkeeping of a slot whose execution is gone: a new generation (late answers
+    /// for the old one are ignored), the parked gauges, the free list.
+    fn forget(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
-        let mut live = s.live.take().expect("removing an occupied slot");
-        if !live.tokens.is_empty() {
-            let mut table = self.inner.callbacks.lock();
-            for t in live.tokens.drain(..) {
-                table.remove(&t);
-            }
-        }
         s.gen = s.gen.wrapping_add(1);
         if s.parked_bytes > 0 {
             self.parked_bytes -= s.parked_bytes;
@@ -277,7 +277,6 @@ impl Shard {
         }
         self.free.push(slot);
         self.held -= 1;
-        live
     }
 
     /// The execution in `slot` is running again (a timer fired, an answer came).
@@ -650,12 +649,7 @@ impl Shard {
             s.gen = s.gen.wrapping_add(1);
             s.parked_bytes = 0;
             if let Some(mut live) = s.live.take() {
-                if !live.tokens.is_empty() {
-                    let mut table = self.inner.callbacks.lock();
-                    for t in live.tokens.drain(..) {
-                        table.remove(&t);
-                    }
-                }
+                unroute(&self.inner, &mut live);
                 live.teardown();
                 // The arena may hold half-written data; it is not reused.
                 let (_arena, start) = live.into_parts();
