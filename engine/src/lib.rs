@@ -6,6 +6,8 @@
 //! execution over arena [`value::Value`]s until it finishes or suspends).
 //! `paths`, `intrinsics`, `choice` and `template` are the compiler's sub-languages; each
 //! parses once at compile time and evaluates against an [`eval::Env`] at run time.
+//! `jsonata` holds JSONata expressions (parsed once, evaluated over arena values through the
+//! `jsonata-core` crate); it is not wired into `validate`/`compile`/`vm` yet.
 //! See ARCHITECTURE.md for the map and the invariants.
 
 pub mod choice;
@@ -18,6 +20,7 @@ pub mod handlers;
 pub mod history;
 pub mod intern;
 pub mod intrinsics;
+pub mod jsonata;
 pub mod local;
 pub mod logs;
 pub mod mocks;
