@@ -1,5 +1,6 @@
-//! Guards the cost of JSONata expressions (`sfn::jsonata`, not wired into the VM yet), to
-//! know what a JSONata-mode state will pay beside its JSONPath twin.
+//! Guards the cost of JSONata expressions (`sfn::jsonata`) at the crate boundary, to know
+//! what a JSONata-mode state pays beside its JSONPath twin (whole executions of both are
+//! `execute/rider` and `execute/rider-jsonata`).
 //!
 //! - `jsonata/parse/*`: `Expr::parse`, done once per expression at compile time.
 //! - `jsonata/eval/*`: `Expr::eval` into a reset arena, done per state per execution:

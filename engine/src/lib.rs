@@ -7,7 +7,8 @@
 //! `paths`, `intrinsics`, `choice` and `template` are the compiler's sub-languages; each
 //! parses once at compile time and evaluates against an [`eval::Env`] at run time.
 //! `jsonata` holds JSONata expressions (parsed once, evaluated over arena values through the
-//! `jsonata-core` crate); it is not wired into `validate`/`compile`/`vm` yet.
+//! `jsonata-core` crate); `template::Query` is such an expression written in one field of a
+//! JSONata-mode state, and is what `validate`, `compile` and `vm` handle.
 //! See ARCHITECTURE.md for the map and the invariants.
 
 pub mod choice;
