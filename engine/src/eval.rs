@@ -28,11 +28,14 @@ pub trait Env<'a> {
     /// The next value of the execution's random source (injectable and seedable, so
     /// `States.UUID()`/`States.MathRandom` are deterministic in tests).
     fn random_u64(&self) -> u64;
-    /// JSONata's `$states`: `input` (the state input), `context` (`$$`), and where the
-    /// field being evaluated has them, `result` and `errorOutput`.
-    fn states(&self) -> Value<'a>;
+    /// JSONata's `$states`: `input` (the state input), `context` (`$$`, built only when
+    /// `context` is true: it costs more than the rest), and where the field being evaluated
+    /// has them, `result` and `errorOutput`.
+    fn states(&self, context: bool) -> Value<'a>;
     /// What JSONata's `$now()`/`$millis()` return: the engine's clock, in Unix milliseconds.
     fn now_millis(&self) -> i64;
+    /// The execution's JSONata conversion memo, if it keeps one.
+    fn jsonata_memo(&self) -> Option<&crate::jsonata::Memo>;
 }
 
 /// Which ASL error an evaluation failure raises.
@@ -126,11 +129,15 @@ impl<'a> Env<'a> for StaticEnv<'a> {
     fn random_u64(&self) -> u64 {
         splitmix64(&self.seed)
     }
-    fn states(&self) -> Value<'a> {
-        crate::value::object(self.bump, &[("input", self.input), ("context", self.context)])
+    fn states(&self, context: bool) -> Value<'a> {
+        let members = [("input", self.input), ("context", self.context)];
+        crate::value::object(self.bump, &members[..if context { 2 } else { 1 }])
     }
     fn now_millis(&self) -> i64 {
         self.now_millis
+    }
+    fn jsonata_memo(&self) -> Option<&crate::jsonata::Memo> {
+        None
     }
 }
 

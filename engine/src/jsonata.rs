@@ -271,6 +271,16 @@ impl Expr {
         self.states != StatesUse::None
     }
 
+    /// Whether the expression may read `$states.<field>` (`context`, `result`, ...): the
+    /// caller need not build the fields it does not.
+    pub fn reads_states_field(&self, field: &str) -> bool {
+        match &self.states {
+            StatesUse::None => false,
+            StatesUse::Fields(fields) => fields.iter().any(|f| &**f == field),
+            StatesUse::Whole => true,
+        }
+    }
+
     /// Evaluates against `input` (`$`; `None` leaves it undefined) with `bindings`; the
     /// result is allocated in `bump` (the inputs are only read, so they may live anywhere).
     /// AWS's expressions reach the state's data through
@@ -281,6 +291,22 @@ impl Expr {
         input: Option<Value<'_>>,
         bindings: &Bindings<'_, '_>,
     ) -> Result<Value<'a>, QueryError> {
+        self.eval_memo(bump, input, bindings, None)
+    }
+
+    /// [`Expr::eval`] with the execution's [`Memo`]: values converted before (by earlier
+    /// evaluations, or results of them) are not converted again.
+    pub fn eval_memo<'a>(
+        &self,
+        bump: &'a Bump,
+        input: Option<Value<'_>>,
+        bindings: &Bindings<'_, '_>,
+        memo: Option<&Memo>,
+    ) -> Result<Value<'a>, QueryError> {
+        let convert = |v: Value<'_>| match memo {
+            Some(m) => m.to_jvalue(v),
+            None => to_jvalue(v),
+        };
         let mut ctx = Context::new();
         if let Some(states) = bindings.states {
             match &self.states {
@@ -290,7 +316,10 @@ impl Expr {
                     let mut map = IndexMap::with_capacity(fields.len());
                     for field in fields {
                         if let Some(v) = states.get(field) {
-                            map.insert(field.to_string(), to_jvalue(v));
+                            // The context object is built afresh for each evaluation: never
+                            // found in the memo, so not put there either.
+                            let j = if &**field == "context" { to_jvalue(v) } else { convert(v) };
+                            map.insert(field.to_string(), j);
                         }
                     }
                     ctx.bind("states".into(), JValue::object(map));
@@ -299,7 +328,7 @@ impl Expr {
         }
         for name in self.variables.iter() {
             if let Some(v) = (bindings.variables)(name) {
-                ctx.bind(name.to_string(), to_jvalue(v));
+                ctx.bind(name.to_string(), convert(v));
             }
         }
         let mut ev = Evaluator::with_context(ctx);
@@ -309,10 +338,64 @@ impl Expr {
         }
         let input = input.map_or(JValue::Undefined, to_jvalue);
         let result = ev.evaluate(&self.ast, &input).map_err(evaluation_error)?;
-        from_jvalue(bump, &result).ok_or(QueryError::Undefined)
+        let out = from_jvalue(bump, &result).ok_or(QueryError::Undefined)?;
+        if let Some(m) = memo {
+            m.remember(out, result);
+        }
+        Ok(out)
     }
 }
 
+/// The conversions of one execution's recent values into the crate's values, so that a
+/// value read by several expressions — a state's input that was the previous state's JSONata
+/// `Output`, a variable — is converted once. Keyed by the identity of the arena value (the
+/// address and length of its array or member slice): arena values never change and are
+/// never freed while their execution lives, which owns the memo. Holds the last
+/// [`Memo::SIZE`] objects and arrays converted.
+#[derive(Default)]
+pub struct Memo {
+    entries: std::cell::RefCell<Vec<(usize, usize, JValue)>>,
+    next: Cell<usize>,
+}
+
+impl Memo {
+    const SIZE: usize = 8;
+
+    fn key(v: Value<'_>) -> Option<(usize, usize)> {
+        match v {
+            Value::Object(m) if !m.is_empty() => Some((m.as_ptr() as usize, m.len())),
+            Value::Array(a) if !a.is_empty() => Some((a.as_ptr() as usize, a.len())),
+            _ => None,
+        }
+    }
+
+    fn to_jvalue(&self, v: Value<'_>) -> JValue {
+        let Some((ptr, len)) = Self::key(v) else { return to_jvalue(v) };
+        if let Some((_, _, j)) = self.entries.borrow().iter().find(|(p, l, _)| *p == ptr && *l == len) {
+            return j.clone();
+        }
+        let j = to_jvalue(v);
+        self.insert(ptr, len, j.clone());
+        j
+    }
+
+    fn remember(&self, v: Value<'_>, j: JValue) {
+        if let Some((ptr, len)) = Self::key(v) {
+            self.insert(ptr, len, j);
+        }
+    }
+
+    fn insert(&self, ptr: usize, len: usize, j: JValue) {
+        let mut entries = self.entries.borrow_mut();
+        if entries.len() < Self::SIZE {
+            entries.push((ptr, len, j));
+        } else {
+            let i = self.next.get();
+            entries[i] = (ptr, len, j);
+            self.next.set((i + 1) % Self::SIZE);
+        }
+    }
+}
 impl fmt::Debug for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Expr").field(&self.source).finish()

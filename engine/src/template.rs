@@ -105,14 +105,14 @@ impl Query {
     /// [`Query::eval`] keeping JSONata's error, for callers that add their own (a value of
     /// the wrong type).
     pub fn eval_query<'a>(&self, env: &dyn Env<'a>) -> Result<Value<'a>, QueryError> {
-        let states = self.expr.reads_states().then(|| env.states());
+        let states = self.expr.reads_states().then(|| env.states(self.expr.reads_states_field("context")));
         let lookup = |name: &str| {
             let i = self.expr.variables().position(|v| v == name)?;
             env.variable(self.vars[i])
         };
         let bindings =
             Bindings { states, variables: &lookup, random_seed: env.random_u64(), now_millis: env.now_millis() };
-        self.expr.eval(env.bump(), None, &bindings)
+        self.expr.eval_memo(env.bump(), None, &bindings, env.jsonata_memo())
     }
 
     /// `States.QueryEvaluationError` with AWS's cause for `e` raised by this expression.

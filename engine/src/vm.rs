@@ -248,6 +248,8 @@ pub struct Exec<'a> {
     next_call: u64,
     outbox: Vec<AsyncCall>,
     outcome: Option<Outcome<'a>>,
+    /// JSONata conversions of this execution's values (empty unless it runs JSONata).
+    memo: crate::jsonata::Memo,
 }
 
 /// What an execution keeps while it records history events. It lives in the arena and is
@@ -323,7 +325,7 @@ impl<'a> Env<'a> for FrameEnv<'_, 'a> {
     fn random_u64(&self) -> u64 {
         splitmix64(&self.exec.rng)
     }
-    fn states(&self) -> Value<'a> {
+    fn states(&self, context: bool) -> Value<'a> {
         let mut members: smallvec::SmallVec<[value::Member<'a>; 4]> = smallvec::SmallVec::new();
         members.push(("input", self.exec.frames[self.frame as usize].raw));
         if let Some(r) = self.result {
@@ -332,8 +334,13 @@ impl<'a> Env<'a> for FrameEnv<'_, 'a> {
         if let Some(e) = self.error_output {
             members.push(("errorOutput", e));
         }
-        members.push(("context", self.context()));
+        if context {
+            members.push(("context", self.context()));
+        }
         value::object(self.exec.bump, &members)
+    }
+    fn jsonata_memo(&self) -> Option<&crate::jsonata::Memo> {
+        Some(&self.exec.memo)
     }
     fn now_millis(&self) -> i64 {
         // The state's entry time (programs with JSONata always record it): jsonata-js also
@@ -398,6 +405,7 @@ impl<'a> Exec<'a> {
             next_call: 0,
             outbox: Vec::new(),
             outcome: None,
+            memo: Default::default(),
         };
         exec.scopes.push(Scope { parent: NONE, vars: BVec::new_in(bump) });
         let root = exec.new_frame(prog.start, input, 0, NONE, 0);
