@@ -23,7 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Executions per timed batch: large enough that start-up and the final wait are noise.
 fn batch(w: Workload) -> u64 {
     match w {
-        Workload::Pass4 | Workload::Rider => 20_000,
+        Workload::Pass4 | Workload::Rider | Workload::RiderJsonata => 20_000,
         Workload::ChoiceLoop | Workload::Map100 => 2_000,
     }
 }

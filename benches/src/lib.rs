@@ -40,6 +40,10 @@ pub enum Workload {
     /// The Wild Rydes rider-photo workflow (`examples/rider-photo.express.asl.json`): five
     /// Lambda tasks answered by inline handlers, `ResultPath`s, a two-branch `Parallel`.
     Rider,
+    /// The same workflow written in JSONata (`examples/rider-photo-jsonata.express.asl.json`):
+    /// `Output` expressions with `$merge` instead of `ResultPath`s; same handlers, same
+    /// output. What a JSONata definition costs beside its JSONPath twin.
+    RiderJsonata,
     /// A Choice + Pass loop of 100 iterations (`benches/data/choice-loop.asl.json`): the
     /// cost of a state transition, 202 of them per execution.
     ChoiceLoop,
@@ -49,13 +53,15 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 4] = [Workload::Pass4, Workload::Rider, Workload::ChoiceLoop, Workload::Map100];
+    pub const ALL: [Workload; 5] =
+        [Workload::Pass4, Workload::Rider, Workload::RiderJsonata, Workload::ChoiceLoop, Workload::Map100];
 
     /// Short name, as used in bench ids and on loadgen's command line.
     pub fn name(self) -> &'static str {
         match self {
             Workload::Pass4 => "pass4",
             Workload::Rider => "rider",
+            Workload::RiderJsonata => "rider-jsonata",
             Workload::ChoiceLoop => "choice-loop",
             Workload::Map100 => "map100",
         }
@@ -65,6 +71,7 @@ impl Workload {
         match self {
             Workload::Pass4 => include_bytes!("../data/pass4.asl.json"),
             Workload::Rider => include_bytes!("../../examples/rider-photo.express.asl.json"),
+            Workload::RiderJsonata => include_bytes!("../../examples/rider-photo-jsonata.express.asl.json"),
             Workload::ChoiceLoop => include_bytes!("../data/choice-loop.asl.json"),
             Workload::Map100 => include_bytes!("../data/map100.asl.json"),
         }
@@ -73,7 +80,7 @@ impl Workload {
     pub fn input(self) -> &'static [u8] {
         match self {
             Workload::Pass4 => include_bytes!("../data/pass4.input.json"),
-            Workload::Rider => include_bytes!("../../examples/rider-photo.input.json"),
+            Workload::Rider | Workload::RiderJsonata => include_bytes!("../../examples/rider-photo.input.json"),
             Workload::ChoiceLoop => include_bytes!("../data/choice-loop.input.json"),
             Workload::Map100 => include_bytes!("../data/map100.input.json"),
         }
@@ -83,7 +90,7 @@ impl Workload {
     pub fn expected_output(self) -> &'static str {
         let text = match self {
             Workload::Pass4 => include_str!("../data/pass4.output.json"),
-            Workload::Rider => include_str!("../data/rider.output.json"),
+            Workload::Rider | Workload::RiderJsonata => include_str!("../data/rider.output.json"),
             Workload::ChoiceLoop => include_str!("../data/choice-loop.output.json"),
             Workload::Map100 => include_str!("../data/map100.output.json"),
         };
@@ -97,7 +104,7 @@ impl Workload {
     /// The handlers the workload's tasks are bound to.
     pub fn registry(self) -> Registry {
         match self {
-            Workload::Rider => rider_handlers(),
+            Workload::Rider | Workload::RiderJsonata => rider_handlers(),
             Workload::Pass4 | Workload::ChoiceLoop | Workload::Map100 => Registry::new(),
         }
     }

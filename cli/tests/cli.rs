@@ -95,6 +95,43 @@ fn validate_reports_every_problem_and_exits_1() {
 }
 
 #[test]
+fn jsonata_definitions_validate_and_run() {
+    let o = sfn(&["validate", "examples/rider-photo-jsonata.express.asl.json", "--type", "express"]);
+    assert!(o.status.success(), "{o:?}");
+    let o = sfn(&[
+        "run",
+        "examples/rider-photo-jsonata.express.asl.json",
+        "--input",
+        "examples/rider-photo.input.json",
+        "--mocks",
+        "examples/rider-photo.mocks.json",
+        "--test-case",
+        "NoFace",
+        "--type",
+        "express",
+    ]);
+    assert_eq!(stdout(&o).trim(), r#"{"status":"SUCCEEDED","output":{"notified":true}}"#, "{o:?}");
+
+    let def = tmp(
+        "bad-jsonata.json",
+        r#"{"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Pass", "Output": "{% $states.input.( %}", "ResultPath": "$.x", "End": true}}}"#,
+    );
+    let o = sfn(&["validate", def.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let found: Vec<(&str, &str)> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["code"].as_str().unwrap(), d["location"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        found,
+        [("FIELD_NOT_ALLOWED_IN_QUERY_LANGUAGE", "/States/A/ResultPath"), ("INVALID_JSONATA", "/States/A/Output")]
+    );
+}
+
+#[test]
 fn compile_disassembles() {
     let o = sfn(&["compile", "--disassemble", "tests/golden/pass4.asl.json"]);
     assert!(o.status.success());

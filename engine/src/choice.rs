@@ -98,6 +98,8 @@ pub enum Rule {
     Not(Box<Rule>),
     /// `Variable` + one comparison operator.
     Test(Box<Test>),
+    /// JSONata mode: `Condition: "{% ... %}"`, which must evaluate to a boolean.
+    Condition(std::sync::Arc<crate::template::Query>),
 }
 
 // Rules live in the compiled program; keep the node a fat pointer plus a tag.
@@ -328,6 +330,10 @@ impl Rule {
             }
             Rule::Not(rule) => Ok(!rule.eval(env)?),
             Rule::Test(test) => test.eval(env),
+            Rule::Condition(q) => match q.eval(env)? {
+                Value::Bool(b) => Ok(b),
+                other => Err(q.type_error("boolean", other)),
+            },
         }
     }
 
@@ -347,6 +353,7 @@ impl Rule {
                 };
                 test.variable.root() == Root::Context || operand_path.is_some_and(|p| p.root() == Root::Context)
             }
+            Rule::Condition(_) => true,
         }
     }
 
@@ -369,6 +376,9 @@ impl Rule {
                 map.insert("Variable".into(), Json::String(test.variable.text().to_owned()));
                 let (name, operand) = test.op.to_json();
                 map.insert(name, operand);
+            }
+            Rule::Condition(q) => {
+                map.insert("Condition".into(), Json::String(crate::template::query_source(q)));
             }
         }
         Json::Object(map)

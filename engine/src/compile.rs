@@ -59,7 +59,7 @@ pub fn compile(machine: Machine, bindings: Bindings<'_>) -> Program {
         || prog.paths.iter().any(|p| p.root() == crate::paths::Root::Context)
         || prog.templates.iter().any(|t| t.uses_context())
         || prog.assigns.iter().any(|a| a.vars.iter().any(|(_, t)| t.uses_context()))
-        || prog.choices.iter().any(|ch| ch.rules.iter().any(|(r, _, _)| r.uses_context()));
+        || prog.choices.iter().any(|ch| ch.rules.iter().any(|r| r.rule.uses_context()));
     prog.consts = ConstPool::build(&consts.values);
     prog
 }
@@ -94,7 +94,7 @@ impl Compiler<'_, '_> {
         for f in fixups {
             match f {
                 Fixup::Op(at, local) => self.prog.ops[at] = Op::Next(enter_pcs[local]),
-                Fixup::ChoiceRule(c, r, local) => self.prog.choices[c as usize].rules[r].1 = enter_pcs[local],
+                Fixup::ChoiceRule(c, r, local) => self.prog.choices[c as usize].rules[r].target = enter_pcs[local],
                 Fixup::ChoiceDefault(c, local) => self.prog.choices[c as usize].default = Some(enter_pcs[local]),
                 Fixup::Catch(k, local) => self.prog.catchers[k as usize].target = enter_pcs[local],
             }
@@ -131,6 +131,7 @@ impl Compiler<'_, '_> {
         match s {
             Seconds::Fixed(n) => SecondsSpec::Fixed(n),
             Seconds::Path(p) => SecondsSpec::Path(self.path(p)),
+            Seconds::Query(t) => SecondsSpec::Query(self.template(t)),
         }
     }
 
@@ -138,12 +139,13 @@ impl Compiler<'_, '_> {
         match a {
             Amount::Fixed(n) => AmountSpec::Fixed(n),
             Amount::Path(p) => AmountSpec::Path(self.path(p)),
+            Amount::Query(t) => AmountSpec::Query(self.template(t)),
         }
     }
 
     fn state(&mut self, s: StateDef, fixups: &mut Vec<Fixup>) -> Pc {
         let StateDef { name, kind, io, assign, transition, retry, catch, .. } = s;
-        let Io { input_path, parameters, result_selector, result_path, output_path } = io;
+        let Io { input_path, parameters, result_selector, result_path, output_path, output, jsonata } = io;
 
         // Nested graphs first, so that this state's own ops stay contiguous.
         let nested = match kind {
@@ -158,7 +160,9 @@ impl Compiler<'_, '_> {
                     start,
                     mode: m.mode,
                     items_path: m.items_path.map(|p| self.path(p)),
+                    items: m.items.map(|t| self.template(t)),
                     item_selector: m.item_selector.map(|t| self.template(t)),
+                    jsonata,
                     max_concurrency: m.max_concurrency.map(|a| self.amount(a)),
                     tolerated_count: m.tolerated_failure_count.map(|a| self.amount(a)),
                     tolerated_percentage: m.tolerated_failure_percentage.map(|a| self.amount(a)),
@@ -197,7 +201,10 @@ impl Compiler<'_, '_> {
         }
         let catchers_start = self.prog.catchers.len() as u32;
         for c in catch {
-            let result = self.placement(c.result_path);
+            let result = match c.output {
+                Some(t) => ResultPlacement::Output(self.template(t)),
+                None => self.placement(c.result_path),
+            };
             let assign = c.assign.map(|a| self.assign(a));
             let k = Self::push(
                 &mut self.prog.catchers,
@@ -271,6 +278,8 @@ impl Compiler<'_, '_> {
                     WaitDef::SecondsPath(p) => WaitSpec::SecondsPath(self.path(p)),
                     WaitDef::Timestamp(t) => WaitSpec::Timestamp(t),
                     WaitDef::TimestampPath(p) => WaitSpec::TimestampPath(self.path(p)),
+                    WaitDef::SecondsQuery(t) => WaitSpec::SecondsQuery(self.template(t)),
+                    WaitDef::TimestampQuery(t) => WaitSpec::TimestampQuery(self.template(t)),
                 };
                 let i = Self::push(&mut self.prog.waits, spec);
                 self.prog.ops.push(Op::Wait(i));
@@ -278,10 +287,11 @@ impl Compiler<'_, '_> {
             }
             NestedKind::Plain(Kind::Succeed) => input_changed,
             NestedKind::Plain(Kind::Fail(f)) => {
-                let field = |t: Option<FailText>| {
+                let mut field = |t: Option<FailText>| {
                     t.map(|t| match t {
                         FailText::Literal(s) => FailField::Literal(s.into()),
                         FailText::Dynamic { field, expr } => FailField::Dynamic { field, expr },
+                        FailText::Query(t) => FailField::Query(self.template(t)),
                     })
                 };
                 let spec = FailSpec { error: field(f.error), cause: field(f.cause) };
@@ -298,18 +308,20 @@ impl Compiler<'_, '_> {
                 return enter;
             }
             NestedKind::Plain(Kind::Choice { branches, default }) => {
-                let output = match output_path {
-                    PathField::Default => None,
-                    PathField::Null => Some(None),
-                    PathField::Path(p) => Some(Some(self.path(p))),
+                let output = match (output, output_path) {
+                    (Some(t), _) => ChoiceOutput::Template(self.template(t)),
+                    (None, PathField::Default) => ChoiceOutput::Input,
+                    (None, PathField::Null) => ChoiceOutput::Null,
+                    (None, PathField::Path(p)) => ChoiceOutput::Path(self.path(p)),
                 };
                 let state_assign = assign.map(|a| self.assign(a));
                 let ci = self.prog.choices.len() as u32;
                 let mut rules = Vec::with_capacity(branches.len());
                 for (r, b) in branches.into_iter().enumerate() {
-                    let a = b.assign.map(|a| self.assign(a));
+                    let assign = b.assign.map(|a| self.assign(a));
+                    let output = b.output.map(|t| self.template(t));
                     fixups.push(Fixup::ChoiceRule(ci, r, b.next));
-                    rules.push((b.rule, UNRESOLVED, a));
+                    rules.push(ChoiceRule { rule: b.rule, target: UNRESOLVED, assign, output });
                 }
                 if let Some(d) = default {
                     fixups.push(Fixup::ChoiceDefault(ci, d));
@@ -321,16 +333,37 @@ impl Compiler<'_, '_> {
             NestedKind::Plain(Kind::Parallel { .. } | Kind::Map(_)) => unreachable!("handled above"),
         };
 
-        // Result processing.
+        // Result processing. JSONata: `Output` (default: the result of a Task, Parallel or
+        // Map, else the input), evaluated before `Assign` so that it sees the variables as
+        // they were at state entry.
+        if jsonata {
+            match output {
+                Some(t) => {
+                    let i = self.template(t);
+                    self.prog.ops.push(Op::Output(i));
+                }
+                None if state_kind.can_retry() => self.prog.ops.push(Op::ResultToOutput),
+                None => {}
+            }
+            if let Some(a) = assign {
+                let i = self.assign(a);
+                self.prog.ops.push(Op::Assign(i));
+            }
+            self.transition(transition, fixups);
+            return enter;
+        }
         if let Some(t) = result_selector {
             let i = self.template(t);
             self.prog.ops.push(Op::ResultSelector(i));
         }
-        match self.placement(result_path) {
-            ResultPlacement::Replace if produces => self.prog.ops.push(Op::ResultToOutput),
-            ResultPlacement::Replace => {}
-            ResultPlacement::Discard => self.prog.ops.push(Op::DiscardResult),
-            ResultPlacement::At(i) => self.prog.ops.push(Op::ResultPath(i)),
+        match result_path {
+            ResultPathField::Default if produces => self.prog.ops.push(Op::ResultToOutput),
+            ResultPathField::Default => {}
+            ResultPathField::Null => self.prog.ops.push(Op::DiscardResult),
+            ResultPathField::Path(p) => {
+                let i = Self::push(&mut self.prog.ref_paths, p);
+                self.prog.ops.push(Op::ResultPath(i));
+            }
         }
         match output_path {
             PathField::Default => {}
@@ -344,6 +377,11 @@ impl Compiler<'_, '_> {
             let i = self.assign(a);
             self.prog.ops.push(Op::Assign(i));
         }
+        self.transition(transition, fixups);
+        enter
+    }
+
+    fn transition(&mut self, transition: Transition, fixups: &mut Vec<Fixup>) {
         match transition {
             Transition::Next(local) => {
                 fixups.push(Fixup::Op(self.prog.ops.len(), local));
@@ -351,7 +389,6 @@ impl Compiler<'_, '_> {
             }
             Transition::End | Transition::None => self.prog.ops.push(Op::End),
         }
-        enter
     }
 
     /// Binds a Task: a mock for this state if the mock set has one, else a registered

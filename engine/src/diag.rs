@@ -44,6 +44,7 @@ pub mod code {
     pub const BAD_PATH: &str = "INVALID_JSONPATH";
     pub const BAD_REFERENCE_PATH: &str = "INVALID_REFERENCE_PATH";
     pub const BAD_INTRINSIC: &str = "INVALID_INTRINSIC_FUNCTION";
+    pub const BAD_JSONATA: &str = "INVALID_JSONATA";
     pub const BAD_TIMESTAMP: &str = "INVALID_TIMESTAMP";
     pub const BAD_ERROR_EQUALS: &str = "INVALID_ERROR_EQUALS";
     pub const BAD_CHOICE_RULE: &str = "INVALID_CHOICE_RULE";

@@ -28,6 +28,14 @@ pub trait Env<'a> {
     /// The next value of the execution's random source (injectable and seedable, so
     /// `States.UUID()`/`States.MathRandom` are deterministic in tests).
     fn random_u64(&self) -> u64;
+    /// JSONata's `$states`: `input` (the state input), `context` (`$$`, built only when
+    /// `context` is true: it costs more than the rest), and where the field being evaluated
+    /// has them, `result` and `errorOutput`.
+    fn states(&self, context: bool) -> Value<'a>;
+    /// What JSONata's `$now()`/`$millis()` return: the engine's clock, in Unix milliseconds.
+    fn now_millis(&self) -> i64;
+    /// The execution's JSONata conversion memo, if it keeps one.
+    fn jsonata_memo(&self) -> Option<&crate::jsonata::Memo>;
 }
 
 /// Which ASL error an evaluation failure raises.
@@ -40,6 +48,9 @@ pub enum ErrorKind {
     IntrinsicFailure,
     /// `States.ResultPathMatchFailure`: `ResultPath` cannot be applied to the input.
     ResultPathMatchFailure,
+    /// `States.QueryEvaluationError`: a JSONata expression failed, returned nothing, or
+    /// returned a value of the wrong type. Catchable and retriable.
+    QueryEvaluation,
 }
 
 impl ErrorKind {
@@ -48,6 +59,7 @@ impl ErrorKind {
             ErrorKind::Runtime => "States.Runtime",
             ErrorKind::IntrinsicFailure => "States.IntrinsicFailure",
             ErrorKind::ResultPathMatchFailure => "States.ResultPathMatchFailure",
+            ErrorKind::QueryEvaluation => crate::jsonata::QUERY_EVALUATION_ERROR,
         }
     }
 }
@@ -70,21 +82,34 @@ impl EvalError {
     pub fn intrinsic(message: impl Into<String>) -> Self {
         EvalError { kind: ErrorKind::IntrinsicFailure, message: message.into() }
     }
+
+    pub fn query(message: impl Into<String>) -> Self {
+        EvalError { kind: ErrorKind::QueryEvaluation, message: message.into() }
+    }
 }
 
 /// A fixed environment for tests and tools: a given `$`, `$$` and variables, and a
-/// deterministic random source (splitmix64 from a seed).
+/// deterministic random source (splitmix64 from a seed); `$states` is `{input: $,
+/// context: $$}`, and `$now()` is `now_millis`.
 pub struct StaticEnv<'a> {
     pub bump: &'a Bump,
     pub input: Value<'a>,
     pub context: Value<'a>,
     pub variables: Vec<(Sym, Value<'a>)>,
     pub seed: Cell<u64>,
+    pub now_millis: i64,
 }
 
 impl<'a> StaticEnv<'a> {
     pub fn new(bump: &'a Bump, input: Value<'a>) -> Self {
-        StaticEnv { bump, input, context: Value::EMPTY_OBJECT, variables: Vec::new(), seed: Cell::new(0x5eed) }
+        StaticEnv {
+            bump,
+            input,
+            context: Value::EMPTY_OBJECT,
+            variables: Vec::new(),
+            seed: Cell::new(0x5eed),
+            now_millis: 0,
+        }
     }
 }
 
@@ -103,6 +128,16 @@ impl<'a> Env<'a> for StaticEnv<'a> {
     }
     fn random_u64(&self) -> u64 {
         splitmix64(&self.seed)
+    }
+    fn states(&self, context: bool) -> Value<'a> {
+        let members = [("input", self.input), ("context", self.context)];
+        crate::value::object(self.bump, &members[..if context { 2 } else { 1 }])
+    }
+    fn now_millis(&self) -> i64 {
+        self.now_millis
+    }
+    fn jsonata_memo(&self) -> Option<&crate::jsonata::Memo> {
+        None
     }
 }
 

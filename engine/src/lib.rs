@@ -6,6 +6,9 @@
 //! execution over arena [`value::Value`]s until it finishes or suspends).
 //! `paths`, `intrinsics`, `choice` and `template` are the compiler's sub-languages; each
 //! parses once at compile time and evaluates against an [`eval::Env`] at run time.
+//! `jsonata` holds JSONata expressions (parsed once, evaluated over arena values through the
+//! `jsonata-core` crate); `template::Query` is such an expression written in one field of a
+//! JSONata-mode state, and is what `validate`, `compile` and `vm` handle.
 //! See ARCHITECTURE.md for the map and the invariants.
 
 pub mod choice;
@@ -18,6 +21,7 @@ pub mod handlers;
 pub mod history;
 pub mod intern;
 pub mod intrinsics;
+pub mod jsonata;
 pub mod local;
 pub mod logs;
 pub mod mocks;

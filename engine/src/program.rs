@@ -66,6 +66,8 @@ pub enum Op {
     OutputPath(u32),
     /// `out = {}` (`OutputPath: null`).
     OutputNull,
+    /// `out = templates[i]` with `$states.result = res` (JSONata `Output`).
+    Output(u32),
     /// Evaluates `assigns[i]` with `$ = res` against the variables as they were at state
     /// entry, then stores them in the frame's scope.
     Assign(u32),
@@ -189,6 +191,8 @@ pub enum ResultPlacement {
     Replace,
     Discard,
     At(u32),
+    /// A JSONata catcher's `Output`: `templates[i]` with `$states.errorOutput`.
+    Output(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -204,6 +208,8 @@ pub struct CatchSpec {
 pub enum SecondsSpec {
     Fixed(u64),
     Path(u32),
+    /// `templates[i]`, a `{% %}` expression (JSONata).
+    Query(u32),
 }
 
 /// How a Task's resource was classified; decides its history events and result shape.
@@ -258,21 +264,53 @@ pub enum WaitSpec {
     SecondsPath(u32),
     Timestamp(Timestamp),
     TimestampPath(u32),
+    /// `templates[i]` (JSONata `Seconds: "{% %}"`).
+    SecondsQuery(u32),
+    /// `templates[i]` (JSONata `Timestamp: "{% %}"`).
+    TimestampQuery(u32),
+}
+
+#[derive(Clone, Debug)]
+pub struct ChoiceRule {
+    pub rule: Rule,
+    pub target: Pc,
+    pub assign: Option<u32>,
+    /// JSONata `Output` of the rule (`templates[i]`).
+    pub output: Option<u32>,
+}
+
+/// What a Choice state outputs.
+#[derive(Clone, Copy, Debug)]
+pub enum ChoiceOutput {
+    /// Its input (JSONPath `OutputPath: $`, or no JSONata `Output`).
+    Input,
+    /// `OutputPath: null`.
+    Null,
+    /// `OutputPath`: `paths[i]`.
+    Path(u32),
+    /// JSONata `Output`: `templates[i]`.
+    Template(u32),
 }
 
 #[derive(Clone, Debug)]
 pub struct ChoiceSpec {
-    pub rules: Vec<(Rule, Pc, Option<u32>)>,
+    pub rules: Vec<ChoiceRule>,
     pub default: Option<Pc>,
+    /// The state's `Assign` and output, for the Default branch (and the output of a
+    /// matched rule without its own `Output`).
     pub assign: Option<u32>,
-    /// OutputPath: `None` = `$`, `Some(None)` = null, `Some(Some(i))` = `paths[i]`.
-    pub output: Option<Option<u32>>,
+    pub output: ChoiceOutput,
 }
 
 #[derive(Clone, Debug)]
 pub enum FailField {
     Literal(Box<str>),
-    Dynamic { field: &'static str, expr: Dynamic },
+    Dynamic {
+        field: &'static str,
+        expr: Dynamic,
+    },
+    /// `templates[i]`, a `{% %}` expression (JSONata).
+    Query(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -291,6 +329,8 @@ pub struct ParallelSpec {
 pub enum AmountSpec {
     Fixed(f64),
     Path(u32),
+    /// `templates[i]`, a `{% %}` expression (JSONata).
+    Query(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -298,7 +338,11 @@ pub struct MapSpec {
     pub start: Pc,
     pub mode: MapMode,
     pub items_path: Option<u32>,
+    /// JSONata `Items` (`templates[i]`).
+    pub items: Option<u32>,
     pub item_selector: Option<u32>,
+    /// The Map state is in JSONata mode (its input errors are `States.QueryEvaluationError`).
+    pub jsonata: bool,
     pub max_concurrency: Option<AmountSpec>,
     pub tolerated_count: Option<AmountSpec>,
     pub tolerated_percentage: Option<AmountSpec>,
@@ -453,11 +497,16 @@ impl Program {
                 }
                 Op::Map(i) => {
                     let m = &self.maps[i as usize];
+                    let items = match (m.items, m.items_path) {
+                        (Some(t), _) => self.templates[t as usize].to_string(),
+                        (None, Some(p)) => self.paths[p as usize].to_string(),
+                        (None, None) => "$".to_owned(),
+                    };
                     writeln!(
                         out,
                         "map          {:?} items={} selector={} processor={} max_concurrency={:?}",
                         m.mode,
-                        m.items_path.map_or("$".to_owned(), |p| self.paths[p as usize].to_string()),
+                        items,
                         m.item_selector.map_or("-".to_owned(), |t| self.templates[t as usize].to_string()),
                         label(m.start),
                         m.max_concurrency
@@ -469,6 +518,7 @@ impl Program {
                 Op::ResultToOutput => writeln!(out, "result_to_output"),
                 Op::OutputPath(i) => writeln!(out, "output_path  {}", self.paths[i as usize]),
                 Op::OutputNull => writeln!(out, "output_null"),
+                Op::Output(i) => writeln!(out, "output       {}", self.templates[i as usize]),
                 Op::Assign(i) => {
                     let a = &self.assigns[i as usize];
                     writeln!(
@@ -484,13 +534,18 @@ impl Program {
                 Op::Choice(i) => {
                     let c = &self.choices[i as usize];
                     let _ = writeln!(out, "choice       #{i}");
-                    for (rule, target, assign) in &c.rules {
+                    for r in &c.rules {
                         let _ = writeln!(
                             out,
-                            "                 {rule} -> {}{}",
-                            label(*target),
-                            assign.map_or(String::new(), |a| format!(" assign #{a}"))
+                            "                 {} -> {}{}{}",
+                            r.rule,
+                            label(r.target),
+                            r.assign.map_or(String::new(), |a| format!(" assign #{a}")),
+                            r.output.map_or(String::new(), |t| format!(" output {}", self.templates[t as usize]))
                         );
+                    }
+                    if let ChoiceOutput::Template(t) = c.output {
+                        let _ = writeln!(out, "                 output {}", self.templates[t as usize]);
                     }
                     writeln!(
                         out,
@@ -514,6 +569,7 @@ impl Program {
             ResultPlacement::Replace => "$".into(),
             ResultPlacement::Discard => "null".into(),
             ResultPlacement::At(i) => self.ref_paths[i as usize].text().into(),
+            ResultPlacement::Output(t) => format!("output {}", self.templates[t as usize]),
         }
     }
 
@@ -523,6 +579,8 @@ impl Program {
             WaitSpec::SecondsPath(p) => format!("seconds at {}", self.paths[p as usize]),
             WaitSpec::Timestamp(t) => format!("until {}", t.format_iso_millis()),
             WaitSpec::TimestampPath(p) => format!("until timestamp at {}", self.paths[p as usize]),
+            WaitSpec::SecondsQuery(t) => format!("seconds {}", self.templates[t as usize]),
+            WaitSpec::TimestampQuery(t) => format!("until {}", self.templates[t as usize]),
         }
     }
 }
@@ -532,6 +590,7 @@ fn fail_text(f: &Option<FailField>) -> String {
         None => "-".into(),
         Some(FailField::Literal(s)) => format!("{s:?}"),
         Some(FailField::Dynamic { expr, .. }) => expr.text().to_owned(),
+        Some(FailField::Query(t)) => format!("template #{t}"),
     }
 }
 

@@ -1,10 +1,13 @@
 //! `template`: payload templates (`Parameters`, `ResultSelector`, `ItemSelector`, the values
-//! of `Assign`, Task `Credentials`).
+//! of `Assign`, Task `Credentials`) and their JSONata-mode counterparts (`Arguments`,
+//! `Output`, `Assign`, `Items`, `ItemSelector`, and every field that takes one `{% %}`).
 //!
 //! Input at compile time: a JSON value from the definition whose object keys ending in
-//! `.$` hold a path or an intrinsic call. Output: a [`Template`] tree in which every
-//! constant subtree has been folded into one constant (built once, shared by every
-//! execution without copying) and every dynamic leaf is a compiled path or intrinsic call.
+//! `.$` hold a path or an intrinsic call (JSONPath mode), or whose string values of the
+//! form `{% expression %}` hold a JSONata expression (JSONata mode, [`Template::compile_jsonata`]).
+//! Output: a [`Template`] tree in which every constant subtree has been folded into one
+//! constant (built once, shared by every execution without copying) and every dynamic leaf
+//! is a compiled path, intrinsic call or [`Query`].
 //! At run time a template builds a new arena value against an [`Env`].
 //! Never touches: the program layout or execution scheduling.
 //!
@@ -16,11 +19,13 @@
 //! could not be found in the input '<input JSON>'`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::diag::{code, pointer_push, Diagnostics};
 use crate::eval::{Env, EvalError};
-use crate::intern::Interner;
+use crate::intern::{Interner, Sym};
 use crate::intrinsics::{self, Call};
+use crate::jsonata::{Bindings, Expr, JsonataError, QueryError};
 use crate::paths::{Path, Root};
 use crate::value::Value;
 
@@ -55,6 +60,82 @@ pub enum Template {
     Object(Box<[(Box<str>, Template)]>),
     /// An array with at least one dynamic element.
     Array(Box<[Template]>),
+    /// `"{% expression %}"` (JSONata mode).
+    Query(Arc<Query>),
+}
+
+/// A JSONata expression written as `"{% ... %}"` in one field of a definition, parsed once.
+pub struct Query {
+    expr: Expr,
+    /// The interned names of the variables the expression mentions, in `expr.variables()`
+    /// order.
+    vars: Box<[Sym]>,
+    /// Where it was written, as AWS names it in causes: `Output/FunctionResult`, `Items`.
+    field: Box<str>,
+}
+
+impl Query {
+    /// The expression inside a `{% ... %}` string, if `text` is one (the whole string, no
+    /// spaces around the delimiters: anything else is a literal string, as in AWS).
+    pub fn inner(text: &str) -> Option<&str> {
+        (text.len() >= 4).then_some(text).and_then(|t| t.strip_prefix("{%")).and_then(|t| t.strip_suffix("%}"))
+    }
+
+    /// Parses the expression between the delimiters, written in `field`.
+    pub fn parse(inner: &str, field: &str, names: &mut Interner) -> Result<Query, JsonataError> {
+        let expr = Expr::parse(inner)?;
+        let vars = expr.variables().map(|v| names.intern(v)).collect();
+        Ok(Query { expr, vars, field: field.into() })
+    }
+
+    /// The expression as AWS quotes it in causes (trimmed).
+    pub fn text(&self) -> &str {
+        self.expr.source().trim()
+    }
+
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// Evaluates against `env`: `$states` from [`Env::states`], variables by name.
+    pub fn eval<'a>(&self, env: &dyn Env<'a>) -> Result<Value<'a>, EvalError> {
+        self.eval_query(env).map_err(|e| self.error(&e))
+    }
+
+    /// [`Query::eval`] keeping JSONata's error, for callers that add their own (a value of
+    /// the wrong type).
+    pub fn eval_query<'a>(&self, env: &dyn Env<'a>) -> Result<Value<'a>, QueryError> {
+        let states = self.expr.reads_states().then(|| env.states(self.expr.reads_states_field("context")));
+        let lookup = |name: &str| {
+            let i = self.expr.variables().position(|v| v == name)?;
+            env.variable(self.vars[i])
+        };
+        let bindings =
+            Bindings { states, variables: &lookup, random_seed: env.random_u64(), now_millis: env.now_millis() };
+        self.expr.eval_memo(env.bump(), None, &bindings, env.jsonata_memo())
+    }
+
+    /// `States.QueryEvaluationError` with AWS's cause for `e` raised by this expression.
+    pub fn error(&self, e: &QueryError) -> EvalError {
+        EvalError::query(e.cause(self.text(), &self.field))
+    }
+
+    /// The error for a value of the wrong type (`expected`: `array`, `boolean`, ...).
+    pub fn type_error(&self, expected: &'static str, value: Value<'_>) -> EvalError {
+        self.error(&QueryError::unexpected_type(expected, value))
+    }
+}
+
+impl fmt::Debug for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Query({:?} in {})", self.expr.source(), self.field)
+    }
+}
+
+impl PartialEq for Query {
+    fn eq(&self, other: &Query) -> bool {
+        self.expr.source() == other.expr.source() && self.field == other.field
+    }
 }
 
 /// A dynamic leaf: what a `.$` value, `ErrorPath`/`CausePath`, or similar field holds.
@@ -93,6 +174,11 @@ impl Dynamic {
     }
 }
 
+/// The delimiters a JSONata expression is written in, for messages and disassembly.
+pub fn query_source(q: &Query) -> String {
+    format!("{{%{}%}}", q.expr.source())
+}
+
 impl Template {
     /// Compiles `value` (found at JSON pointer `pointer`). Reports problems into `diags`
     /// and returns `None` if any `.$` member could not be compiled.
@@ -108,6 +194,23 @@ impl Template {
         (diags.len() == before).then_some(t).map(|t| fold(t, value, consts))
     }
 
+    /// Compiles a JSONata-mode value found at `pointer` and written in `field` (`Output`,
+    /// `Arguments`, `Assign/name`): `{% %}` strings at any depth become [`Query`] leaves
+    /// (their field extended by the keys and indexes leading to them, as AWS names it:
+    /// `Output/FunctionResult`); keys are literal (`.$` means nothing here).
+    pub fn compile_jsonata(
+        value: &serde_json::Value,
+        pointer: &str,
+        field: &str,
+        names: &mut Interner,
+        consts: &mut Consts,
+        diags: &mut Diagnostics,
+    ) -> Option<Template> {
+        let before = diags.len();
+        let t = build_jsonata(value, pointer, field, names, diags);
+        (diags.len() == before).then_some(t).map(|t| fold(t, value, consts))
+    }
+
     /// The template as it would be written in a definition (`.$` keys for dynamic members),
     /// given the constant pool it was compiled against. `compile` of the result gives back an
     /// equivalent template: the round trip the property tests check.
@@ -116,6 +219,7 @@ impl Template {
             Template::Const(id) => consts.values[id.0 as usize].clone(),
             Template::Path { path, .. } => serde_json::Value::String(path.text().to_owned()),
             Template::Intrinsic { call, .. } => serde_json::Value::String(call.to_string()),
+            Template::Query(q) => serde_json::Value::String(query_source(q)),
             Template::Object(members) => serde_json::Value::Object(
                 members
                     .iter()
@@ -137,6 +241,9 @@ impl Template {
             Template::Const(_) => false,
             Template::Path { path, .. } => path.root() == Root::Context,
             Template::Intrinsic { call, .. } => call.uses_context(),
+            // `$states.context` (with `$$.State.EnteredTime`), `$now()`: both read the
+            // state's entry time.
+            Template::Query(_) => true,
             Template::Object(members) => members.iter().any(|(_, t)| t.uses_context()),
             Template::Array(items) => items.iter().any(|t| t.uses_context()),
         }
@@ -155,6 +262,7 @@ impl Template {
                 ))
             }),
             Template::Intrinsic { call, .. } => call.eval(env),
+            Template::Query(q) => q.eval(env),
             Template::Object(members) => {
                 let bump = env.bump();
                 let out = bump.alloc_slice_fill_copy(members.len(), ("", Value::Null));
@@ -220,10 +328,52 @@ fn build(value: &serde_json::Value, pointer: &str, names: &mut Interner, diags: 
     }
 }
 
+/// [`build`] for JSONata mode: `{% %}` strings are queries, everything else is literal.
+fn build_jsonata(
+    value: &serde_json::Value,
+    pointer: &str,
+    field: &str,
+    names: &mut Interner,
+    diags: &mut Diagnostics,
+) -> Template {
+    match value {
+        serde_json::Value::Object(map) => Template::Object(
+            map.iter()
+                .map(|(key, v)| {
+                    let t = build_jsonata(v, &pointer_push(pointer, key), &format!("{field}/{key}"), names, diags);
+                    (key.as_str().into(), t)
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => Template::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| build_jsonata(v, &format!("{pointer}/{i}"), &format!("{field}/{i}"), names, diags))
+                .collect(),
+        ),
+        serde_json::Value::String(s) => match Query::inner(s) {
+            Some(inner) => match Query::parse(inner, field, names) {
+                Ok(q) => Template::Query(Arc::new(q)),
+                Err(e) => {
+                    diags.error(
+                        code::BAD_JSONATA,
+                        pointer,
+                        format!("invalid JSONata expression '{}': {e}", inner.trim()),
+                    );
+                    Template::Const(ConstId(u32::MAX))
+                }
+            },
+            None => Template::Const(ConstId(u32::MAX)),
+        },
+        _ => Template::Const(ConstId(u32::MAX)),
+    }
+}
+
 fn is_static(t: &Template) -> bool {
     match t {
         Template::Const(_) => true,
-        Template::Path { .. } | Template::Intrinsic { .. } => false,
+        Template::Path { .. } | Template::Intrinsic { .. } | Template::Query(_) => false,
         Template::Object(m) => m.iter().all(|(_, t)| is_static(t)),
         Template::Array(items) => items.iter().all(is_static),
     }
@@ -259,6 +409,7 @@ impl fmt::Display for Template {
             Template::Const(id) => write!(f, "#{}", id.0),
             Template::Path { path, .. } => write!(f, "{}", path.text()),
             Template::Intrinsic { call, .. } => write!(f, "{}", call.text()),
+            Template::Query(q) => f.write_str(&query_source(q)),
             Template::Object(members) => {
                 f.write_str("{")?;
                 for (i, (k, t)) in members.iter().enumerate() {

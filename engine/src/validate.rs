@@ -8,8 +8,13 @@
 //! Never touches: the program layout (`compile`), execution (`vm`).
 //!
 //! Which fields each state type allows follows asl-features.md §2 (AWS's ASL JSON schema);
-//! ranges follow AWS's schema and service quotas. JSONata (`QueryLanguage: "JSONata"`) is
-//! not implemented yet and is reported as such rather than half-run.
+//! ranges follow AWS's schema and service quotas.
+//!
+//! Query languages: a state is JSONata when its own `QueryLanguage` says so, or else when
+//! its graph's does (a Parallel branch or Map processor may set one), or else the
+//! machine's. A JSONata state takes `Arguments`/`Output`/`Items`/`Condition` and `{% %}`
+//! expressions, and none of the JSONPath fields; a JSONata machine cannot hold JSONPath
+//! states. Every expression is parsed here, once.
 
 use std::collections::{HashMap, HashSet};
 
@@ -103,10 +108,15 @@ pub enum ResultPathField {
 #[derive(Debug, Default)]
 pub struct Io {
     pub input_path: PathField,
+    /// `Parameters`, or in JSONata mode `Arguments`.
     pub parameters: Option<Template>,
     pub result_selector: Option<Template>,
     pub result_path: ResultPathField,
     pub output_path: PathField,
+    /// JSONata `Output`.
+    pub output: Option<Template>,
+    /// The state is in JSONata mode.
+    pub jsonata: bool,
 }
 
 /// `Assign`: variable name → value template. All values are evaluated against the state's
@@ -148,6 +158,8 @@ pub struct ChoiceBranch {
     pub rule: Rule,
     pub next: usize,
     pub assign: Option<Assign>,
+    /// JSONata `Output` of the rule.
+    pub output: Option<Template>,
 }
 
 /// A number of seconds given literally or by a path into the state input.
@@ -155,6 +167,8 @@ pub struct ChoiceBranch {
 pub enum Seconds {
     Fixed(u64),
     Path(Path),
+    /// `{% %}` (JSONata).
+    Query(Template),
 }
 
 #[derive(Debug)]
@@ -171,13 +185,22 @@ pub enum WaitDef {
     SecondsPath(Path),
     Timestamp(Timestamp),
     TimestampPath(Path),
+    /// JSONata `Seconds: "{% %}"`.
+    SecondsQuery(Template),
+    /// JSONata `Timestamp: "{% %}"`.
+    TimestampQuery(Template),
 }
 
 /// A Fail state's error or cause: a literal or computed (`ErrorPath`/`CausePath`).
 #[derive(Debug)]
 pub enum FailText {
     Literal(String),
-    Dynamic { field: &'static str, expr: Dynamic },
+    Dynamic {
+        field: &'static str,
+        expr: Dynamic,
+    },
+    /// JSONata `Error`/`Cause: "{% %}"`.
+    Query(Template),
 }
 
 #[derive(Debug)]
@@ -199,6 +222,8 @@ pub enum MapMode {
 pub enum Amount {
     Fixed(f64),
     Path(Path),
+    /// `{% %}` (JSONata).
+    Query(Template),
 }
 
 #[derive(Debug)]
@@ -206,6 +231,8 @@ pub struct MapDef {
     pub processor: Graph,
     pub mode: MapMode,
     pub items_path: Option<Path>,
+    /// JSONata `Items`: an array (whose elements may hold `{% %}`) or one expression.
+    pub items: Option<Template>,
     pub item_selector: Option<Template>,
     pub max_concurrency: Option<Amount>,
     pub tolerated_failure_count: Option<Amount>,
@@ -228,6 +255,8 @@ pub struct Catcher {
     pub next: usize,
     pub result_path: ResultPathField,
     pub assign: Option<Assign>,
+    /// JSONata `Output` (default: the error output).
+    pub output: Option<Template>,
 }
 
 /// Largest value of `TimeoutSeconds`, `HeartbeatSeconds`, `IntervalSeconds`, `MaxAttempts`.
@@ -339,8 +368,74 @@ fn allowed_fields(ty: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// Fields each state type allows in JSONata mode (besides `COMMON`).
+fn allowed_fields_jsonata(ty: &str) -> Option<&'static [&'static str]> {
+    Some(match ty {
+        "Pass" => &["Next", "End", "Output", "Assign"],
+        "Task" => &[
+            "Next",
+            "End",
+            "Arguments",
+            "Output",
+            "Assign",
+            "Retry",
+            "Catch",
+            "TimeoutSeconds",
+            "HeartbeatSeconds",
+            "Resource",
+            "Credentials",
+        ],
+        "Choice" => &["Choices", "Default", "Output", "Assign"],
+        "Wait" => &["Next", "End", "Seconds", "Timestamp", "Output", "Assign"],
+        "Succeed" => &["Output"],
+        "Fail" => &["Error", "Cause"],
+        "Parallel" => &["Next", "End", "Arguments", "Output", "Assign", "Retry", "Catch", "Branches"],
+        "Map" => &[
+            "Next",
+            "End",
+            "Output",
+            "Assign",
+            "Retry",
+            "Catch",
+            "ItemProcessor",
+            "Iterator",
+            "Items",
+            "ItemSelector",
+            "MaxConcurrency",
+            "ItemReader",
+            "ItemBatcher",
+            "ResultWriter",
+            "ToleratedFailurePercentage",
+            "ToleratedFailureCount",
+            "Label",
+        ],
+        _ => return None,
+    })
+}
+
 /// JSONata-only fields: named in the diagnostic when they appear in a JSONPath state.
 const JSONATA_ONLY: &[&str] = &["Arguments", "Output", "Items", "Condition"];
+
+/// JSONPath-only fields: named in the diagnostic when they appear in a JSONata state.
+const JSONPATH_ONLY: &[&str] = &[
+    "InputPath",
+    "OutputPath",
+    "Parameters",
+    "ResultSelector",
+    "ResultPath",
+    "Result",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "SecondsPath",
+    "TimestampPath",
+    "ErrorPath",
+    "CausePath",
+    "ItemsPath",
+    "MaxConcurrencyPath",
+    "ToleratedFailurePercentagePath",
+    "ToleratedFailureCountPath",
+    "Variable",
+];
 
 /// Validates a parsed definition as a machine of type `machine_type`. `Err` holds every
 /// diagnostic (errors and warnings) when there is at least one error; warnings on a valid
@@ -364,6 +459,7 @@ pub fn check(doc: &Json, machine_type: MachineType) -> (Option<Machine>, Vec<Dia
         machine_type,
         timeout_seconds: None,
         jsonata_machine: false,
+        jsonata_default: false,
     };
     collect_state_names(doc, &mut v.all_names);
     let root = v.machine(doc);
@@ -395,6 +491,9 @@ struct Validator {
     timeout_seconds: Option<u64>,
     /// The top level says `"QueryLanguage": "JSONata"`: no state may go back to JSONPath.
     jsonata_machine: bool,
+    /// The query language of states that do not name one: the machine's, or the enclosing
+    /// branch's or processor's.
+    jsonata_default: bool,
 }
 
 impl Validator {
@@ -431,20 +530,54 @@ impl Validator {
         }
         self.query_language(obj.get("QueryLanguage"), "/QueryLanguage");
         self.jsonata_machine = obj.get("QueryLanguage").and_then(Json::as_str) == Some("JSONata");
+        self.jsonata_default = self.jsonata_machine;
         self.graph(doc, "")
     }
 
-    /// Rejects JSONata for now; accepts "JSONPath".
-    fn query_language(&mut self, v: Option<&Json>, pointer: &str) {
+    /// Checks a `QueryLanguage` field; returns whether it says JSONata (`None` when absent
+    /// or invalid).
+    fn query_language(&mut self, v: Option<&Json>, pointer: &str) -> Option<bool> {
         match v {
-            None => {}
-            Some(Json::String(s)) if s == "JSONPath" => {}
-            Some(Json::String(s)) if s == "JSONata" => self.diags.error(
-                code::UNSUPPORTED,
-                pointer,
-                "the JSONata query language is not supported yet; this engine runs JSONPath definitions",
-            ),
-            Some(_) => self.diags.error(code::BAD_ENUM, pointer, "QueryLanguage must be \"JSONPath\" or \"JSONata\""),
+            None => None,
+            Some(Json::String(s)) if s == "JSONPath" => Some(false),
+            Some(Json::String(s)) if s == "JSONata" => Some(true),
+            Some(_) => {
+                self.diags.error(code::BAD_ENUM, pointer, "QueryLanguage must be \"JSONPath\" or \"JSONata\"");
+                None
+            }
+        }
+    }
+
+    /// A nested graph (Parallel branch, Map processor) whose own `QueryLanguage`, if any,
+    /// becomes the default of its states.
+    fn nested_graph(&mut self, obj: &Json, pointer: &str, language: Option<bool>) -> Option<Graph> {
+        let outer = self.jsonata_default;
+        if let Some(l) = language {
+            self.jsonata_default = l;
+        }
+        let g = self.graph(obj, pointer);
+        self.jsonata_default = outer;
+        g
+    }
+
+    /// A JSONata value (`Output`, `Arguments`, `Items`, ...) at `pointer`, named `field` in
+    /// causes.
+    fn jsonata_template(&mut self, v: &Json, pointer: &str, field: &str) -> Option<Template> {
+        Template::compile_jsonata(v, pointer, field, &mut self.names, &mut self.consts, &mut self.diags)
+    }
+
+    /// A field that takes a literal (checked by `literal`) or one `{% %}` expression.
+    fn literal_or_query<T>(
+        &mut self,
+        v: &Json,
+        pointer: &str,
+        field: &str,
+        literal: impl FnOnce(&mut Self) -> Option<T>,
+        query: impl FnOnce(Template) -> T,
+    ) -> Option<T> {
+        match v.as_str().and_then(crate::template::Query::inner) {
+            Some(_) => self.jsonata_template(v, pointer, field).map(query),
+            None => literal(self),
         }
     }
 
@@ -554,7 +687,11 @@ impl Validator {
         // Warnings (e.g. an unknown `States.*` name in ErrorEquals) do not make a state unusable.
         let before = self.diags.error_count();
         let ty = self.required(obj, pointer, "Type", "a string", Json::as_str)?;
-        let Some(allowed) = allowed_fields(ty) else {
+        let jsonata = self
+            .query_language(obj.get("QueryLanguage"), &pointer_push(pointer, "QueryLanguage"))
+            .unwrap_or(self.jsonata_default);
+        let fields = if jsonata { allowed_fields_jsonata(ty) } else { allowed_fields(ty) };
+        let Some(allowed) = fields else {
             self.diags.error(
                 code::BAD_ENUM,
                 pointer_push(pointer, "Type"),
@@ -568,24 +705,11 @@ impl Validator {
             if COMMON.contains(&key.as_str()) || allowed.contains(&key.as_str()) {
                 continue;
             }
-            if JSONATA_ONLY.contains(&key.as_str()) {
-                self.diags.error(
-                    code::BAD_MODE_FIELD,
-                    pointer_push(pointer, key),
-                    format!("field '{key}' is only allowed in JSONata states"),
-                );
-            } else {
-                self.diags.error(
-                    code::UNKNOWN_FIELD,
-                    pointer_push(pointer, key),
-                    format!("field '{key}' is not allowed in a {ty} state"),
-                );
-            }
+            self.field_not_allowed(key, &pointer_push(pointer, key), jsonata, &format!("a {ty} state"));
         }
         if let Some(c) = obj.get("Comment") {
             self.expect_string(c, &pointer_push(pointer, "Comment"));
         }
-        self.query_language(obj.get("QueryLanguage"), &pointer_push(pointer, "QueryLanguage"));
         if self.jsonata_machine && obj.get("QueryLanguage").and_then(Json::as_str) == Some("JSONPath") {
             // AWS's wording (LocalStack recording of ValidateStateMachineDefinition).
             self.diags.error(
@@ -596,25 +720,25 @@ impl Validator {
         }
 
         let transition = self.transition(ty, obj, pointer, index);
-        let io = self.io(obj, pointer, ty);
-        let assign = obj.get("Assign").and_then(|a| self.assign(a, &pointer_push(pointer, "Assign")));
+        let io = if jsonata { self.io_jsonata(obj, pointer) } else { self.io(obj, pointer, ty) };
+        let assign = obj.get("Assign").and_then(|a| self.assign(a, &pointer_push(pointer, "Assign"), jsonata));
         let retry = match obj.get("Retry") {
             Some(r) => self.retriers(r, &pointer_push(pointer, "Retry")),
             None => Vec::new(),
         };
         let catch = match obj.get("Catch") {
-            Some(c) => self.catchers(c, &pointer_push(pointer, "Catch"), index),
+            Some(c) => self.catchers(c, &pointer_push(pointer, "Catch"), index, jsonata),
             None => Vec::new(),
         };
         let kind = match ty {
             "Pass" => Some(Kind::Pass { result: obj.get("Result").map(|r| self.consts.add(r.clone())) }),
-            "Task" => self.task(obj, pointer).map(Kind::Task),
-            "Choice" => self.choice(obj, pointer, index),
-            "Wait" => self.wait(obj, pointer).map(Kind::Wait),
+            "Task" => self.task(obj, pointer, jsonata).map(Kind::Task),
+            "Choice" => self.choice(obj, pointer, index, jsonata),
+            "Wait" => self.wait(obj, pointer, jsonata).map(Kind::Wait),
             "Succeed" => Some(Kind::Succeed),
-            "Fail" => Some(Kind::Fail(self.fail(obj, pointer))),
+            "Fail" => Some(Kind::Fail(self.fail(obj, pointer, jsonata))),
             "Parallel" => self.parallel(obj, pointer),
-            "Map" => self.map(obj, pointer).map(|m| Kind::Map(Box::new(m))),
+            "Map" => self.map(obj, pointer, jsonata).map(|m| Kind::Map(Box::new(m))),
             _ => unreachable!("type checked above"),
         };
         if self.diags.error_count() != before {
@@ -630,6 +754,33 @@ impl Validator {
             retry,
             catch,
         })
+    }
+
+    /// Reports `key` as not allowed in `place`, naming the query language it belongs to when
+    /// that is the reason.
+    fn field_not_allowed(&mut self, key: &str, pointer: &str, jsonata: bool, place: &str) {
+        if !jsonata && JSONATA_ONLY.contains(&key) {
+            self.diags.error(code::BAD_MODE_FIELD, pointer, format!("field '{key}' is only allowed in JSONata states"));
+        } else if jsonata && JSONPATH_ONLY.contains(&key) {
+            self.diags.error(
+                code::BAD_MODE_FIELD,
+                pointer,
+                format!("field '{key}' is only allowed in JSONPath states; this state uses JSONata"),
+            );
+        } else {
+            self.diags.error(code::UNKNOWN_FIELD, pointer, format!("field '{key}' is not allowed in {place}"));
+        }
+    }
+
+    fn io_jsonata(&mut self, obj: &serde_json::Map<String, Json>, pointer: &str) -> Io {
+        let mut io = Io { jsonata: true, ..Io::default() };
+        if let Some(v) = obj.get("Arguments") {
+            io.parameters = self.jsonata_template(v, &pointer_push(pointer, "Arguments"), "Arguments");
+        }
+        if let Some(v) = obj.get("Output") {
+            io.output = self.jsonata_template(v, &pointer_push(pointer, "Output"), "Output");
+        }
+        io
     }
 
     fn transition(
@@ -775,7 +926,7 @@ impl Validator {
         Template::compile(v, pointer, &mut self.names, &mut self.consts, &mut self.diags)
     }
 
-    fn assign(&mut self, v: &Json, pointer: &str) -> Option<Assign> {
+    fn assign(&mut self, v: &Json, pointer: &str, jsonata: bool) -> Option<Assign> {
         let Some(map) = v.as_object() else {
             self.diags.error(code::WRONG_TYPE, pointer, "Assign must be a JSON object");
             return None;
@@ -784,7 +935,7 @@ impl Validator {
         let mut seen = HashSet::new();
         for (key, value) in map {
             let here = pointer_push(pointer, key);
-            let name = key.strip_suffix(".$").unwrap_or(key);
+            let name = if jsonata { key.as_str() } else { key.strip_suffix(".$").unwrap_or(key) };
             if !valid_variable_name(name) {
                 self.diags.error(
                     code::BAD_VARIABLE,
@@ -801,7 +952,12 @@ impl Validator {
                 );
                 continue;
             }
-            let template = if key.ends_with(".$") {
+            let template = if jsonata {
+                match self.jsonata_template(value, &here, &format!("Assign/{key}")) {
+                    Some(t) => t,
+                    None => continue,
+                }
+            } else if key.ends_with(".$") {
                 let Some(text) = value.as_str() else {
                     self.diags.error(
                         code::WRONG_TYPE,
@@ -936,24 +1092,18 @@ impl Validator {
         out
     }
 
-    fn catchers(&mut self, v: &Json, pointer: &str, index: &HashMap<&str, usize>) -> Vec<Catcher> {
+    fn catchers(&mut self, v: &Json, pointer: &str, index: &HashMap<&str, usize>, jsonata: bool) -> Vec<Catcher> {
         let mut out = Vec::new();
         for (here, obj, is_last) in self.object_list(v, pointer, "Catch", "a catcher") {
             for key in obj.keys() {
-                if !matches!(key.as_str(), "ErrorEquals" | "Next" | "ResultPath" | "Assign" | "Comment") {
-                    if JSONATA_ONLY.contains(&key.as_str()) {
-                        self.diags.error(
-                            code::BAD_MODE_FIELD,
-                            pointer_push(&here, key),
-                            format!("field '{key}' is only allowed in JSONata states"),
-                        );
-                    } else {
-                        self.diags.error(
-                            code::UNKNOWN_FIELD,
-                            pointer_push(&here, key),
-                            format!("field '{key}' is not allowed in a catcher"),
-                        );
-                    }
+                let allowed = match key.as_str() {
+                    "ErrorEquals" | "Next" | "Assign" | "Comment" => true,
+                    "ResultPath" => !jsonata,
+                    "Output" => jsonata,
+                    _ => false,
+                };
+                if !allowed {
+                    self.field_not_allowed(key, &pointer_push(&here, key), jsonata, "a catcher");
                 }
             }
             let error_equals = self.error_equals(obj.get("ErrorEquals"), &here, is_last);
@@ -967,12 +1117,14 @@ impl Validator {
             let result_path = obj
                 .get("ResultPath")
                 .map_or(ResultPathField::Default, |v| self.result_path(v, &pointer_push(&here, "ResultPath")));
-            let assign = obj.get("Assign").and_then(|a| self.assign(a, &pointer_push(&here, "Assign")));
+            let assign = obj.get("Assign").and_then(|a| self.assign(a, &pointer_push(&here, "Assign"), jsonata));
+            let output =
+                obj.get("Output").and_then(|o| self.jsonata_template(o, &pointer_push(&here, "Output"), "Output"));
             if let Some(c) = obj.get("Comment") {
                 self.expect_string(c, &pointer_push(&here, "Comment"));
             }
             if let Some(next) = next {
-                out.push(Catcher { error_equals, next, result_path, assign });
+                out.push(Catcher { error_equals, next, result_path, assign, output });
             }
         }
         out
@@ -1026,7 +1178,7 @@ impl Validator {
         out
     }
 
-    fn task(&mut self, obj: &serde_json::Map<String, Json>, pointer: &str) -> Option<TaskDef> {
+    fn task(&mut self, obj: &serde_json::Map<String, Json>, pointer: &str, jsonata: bool) -> Option<TaskDef> {
         let resource = self.required(obj, pointer, "Resource", "a string", Json::as_str)?.to_owned();
         let res_ptr = pointer_push(pointer, "Resource");
         if !resource.starts_with("arn:") {
@@ -1054,7 +1206,21 @@ impl Validator {
                 self.diags.error(code::SCHEMA, &res_ptr, "Express state machine does not support activities");
             }
         }
-        if wait_for_token {
+        if wait_for_token && jsonata {
+            match obj.get("Arguments") {
+                Some(p) if queries_task_token(p) => {}
+                Some(_) => self.diags.error(
+                    code::BAD_RESOURCE,
+                    pointer_push(pointer, "Arguments"),
+                    "a '.waitForTaskToken' task must pass the task token ($states.context.Task.Token) in its Arguments, in a {% %} expression",
+                ),
+                None => self.diags.error(
+                    code::BAD_RESOURCE,
+                    pointer,
+                    "a '.waitForTaskToken' task must pass the task token ($states.context.Task.Token) in its Arguments, and it has none",
+                ),
+            }
+        } else if wait_for_token {
             match obj.get("Parameters") {
                 Some(p) if passes_task_token(p) => {}
                 Some(_) => self.diags.error(
@@ -1069,8 +1235,8 @@ impl Validator {
                 ),
             }
         }
-        let timeout = self.seconds_pair(obj, pointer, "TimeoutSeconds", "TimeoutSecondsPath");
-        let heartbeat = self.seconds_pair(obj, pointer, "HeartbeatSeconds", "HeartbeatSecondsPath");
+        let timeout = self.seconds_pair(obj, pointer, "TimeoutSeconds", "TimeoutSecondsPath", jsonata);
+        let heartbeat = self.seconds_pair(obj, pointer, "HeartbeatSeconds", "HeartbeatSecondsPath", jsonata);
         if let (Some(Seconds::Fixed(t)), Some(Seconds::Fixed(h))) = (&timeout, &heartbeat) {
             if h >= t {
                 self.diags.error(
@@ -1090,11 +1256,22 @@ impl Validator {
         pointer: &str,
         fixed: &str,
         path: &str,
+        jsonata: bool,
     ) -> Option<Seconds> {
         match (obj.get(fixed), obj.get(path)) {
             (Some(_), Some(_)) => {
                 self.diags.error(code::SCHEMA, pointer, format!("'{fixed}' and '{path}' cannot both be set"));
                 None
+            }
+            (Some(v), None) if jsonata => {
+                let here = pointer_push(pointer, fixed);
+                self.literal_or_query(
+                    v,
+                    &here,
+                    fixed,
+                    |s| Some(Seconds::Fixed(s.integer(v, &here, 1, MAX_SECONDS))),
+                    Seconds::Query,
+                )
             }
             (Some(v), None) => Some(Seconds::Fixed(self.integer(v, &pointer_push(pointer, fixed), 1, MAX_SECONDS))),
             (None, Some(v)) => self.path_value(v, &pointer_push(pointer, path)).map(Seconds::Path),
@@ -1107,13 +1284,18 @@ impl Validator {
         obj: &serde_json::Map<String, Json>,
         pointer: &str,
         index: &HashMap<&str, usize>,
+        jsonata: bool,
     ) -> Option<Kind> {
         let here = pointer_push(pointer, "Choices");
         let rules = self.required_list(obj, pointer, "Choices", "an array of rules", "rule")?;
         let mut branches = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             let rp = format!("{here}/{i}");
-            let rule = Rule::compile(r, &rp, false, &mut self.names, &mut self.diags);
+            let (rule, output) = if jsonata {
+                self.condition_rule(r, &rp)
+            } else {
+                (Rule::compile(r, &rp, false, &mut self.names, &mut self.diags), None)
+            };
             let next = match r.get("Next") {
                 Some(n) => self.target(n, &pointer_push(&rp, "Next"), index),
                 None => {
@@ -1121,16 +1303,64 @@ impl Validator {
                     None
                 }
             };
-            let assign = r.get("Assign").and_then(|a| self.assign(a, &pointer_push(&rp, "Assign")));
+            let assign = r.get("Assign").and_then(|a| self.assign(a, &pointer_push(&rp, "Assign"), jsonata));
             if let (Some(rule), Some(next)) = (rule, next) {
-                branches.push(ChoiceBranch { rule, next, assign });
+                branches.push(ChoiceBranch { rule, next, assign, output });
             }
         }
         let default = obj.get("Default").and_then(|d| self.target(d, &pointer_push(pointer, "Default"), index));
         Some(Kind::Choice { branches, default })
     }
 
-    fn wait(&mut self, obj: &serde_json::Map<String, Json>, pointer: &str) -> Option<WaitDef> {
+    /// A JSONata Choice rule: `Condition` (a `{% %}` expression or a boolean), `Next`,
+    /// `Assign`, `Output`; returns the rule and its `Output`.
+    fn condition_rule(&mut self, r: &Json, pointer: &str) -> (Option<Rule>, Option<Template>) {
+        let Some(fields) = r.as_object() else {
+            self.diags.error(code::WRONG_TYPE, pointer, "a choice rule must be an object");
+            return (None, None);
+        };
+        for key in fields.keys() {
+            if !matches!(key.as_str(), "Condition" | "Next" | "Assign" | "Output" | "Comment") {
+                self.field_not_allowed(key, &pointer_push(pointer, key), true, "a JSONata choice rule");
+            }
+        }
+        let here = pointer_push(pointer, "Condition");
+        let rule = match fields.get("Condition") {
+            None => {
+                self.diags.error(code::MISSING_FIELD, pointer, "a JSONata choice rule needs a 'Condition'");
+                None
+            }
+            // A constant condition: `And` of nothing is true, `Or` of nothing false.
+            Some(Json::Bool(true)) => Some(Rule::And(Box::new([]))),
+            Some(Json::Bool(false)) => Some(Rule::Or(Box::new([]))),
+            Some(v) => match v.as_str().and_then(crate::template::Query::inner) {
+                Some(inner) => match crate::template::Query::parse(inner, "Condition", &mut self.names) {
+                    Ok(q) => Some(Rule::Condition(std::sync::Arc::new(q))),
+                    Err(e) => {
+                        self.diags.error(
+                            code::BAD_JSONATA,
+                            here,
+                            format!("invalid JSONata expression '{}': {e}", inner.trim()),
+                        );
+                        None
+                    }
+                },
+                None => {
+                    self.diags.error(
+                        code::WRONG_TYPE,
+                        here,
+                        "Condition must be a boolean or a JSONata expression written as \"{% ... %}\"",
+                    );
+                    None
+                }
+            },
+        };
+        let output =
+            fields.get("Output").and_then(|o| self.jsonata_template(o, &pointer_push(pointer, "Output"), "Output"));
+        (rule, output)
+    }
+
+    fn wait(&mut self, obj: &serde_json::Map<String, Json>, pointer: &str, jsonata: bool) -> Option<WaitDef> {
         let present: Vec<&str> = ["Seconds", "Timestamp", "SecondsPath", "TimestampPath"]
             .into_iter()
             .filter(|k| obj.contains_key(*k))
@@ -1149,6 +1379,10 @@ impl Validator {
         let key = present[0];
         let here = pointer_push(pointer, key);
         let v = &obj[key];
+        if jsonata && v.as_str().and_then(crate::template::Query::inner).is_some() {
+            let t = self.jsonata_template(v, &here, key)?;
+            return Some(if key == "Seconds" { WaitDef::SecondsQuery(t) } else { WaitDef::TimestampQuery(t) });
+        }
         match key {
             "Seconds" => Some(WaitDef::Seconds(self.integer(v, &here, 0, MAX_SECONDS))),
             "Timestamp" => match v.as_str().map(|s| (s, timestamp::parse(s))) {
@@ -1171,7 +1405,24 @@ impl Validator {
         }
     }
 
-    fn fail(&mut self, obj: &serde_json::Map<String, Json>, pointer: &str) -> FailDef {
+    fn fail(&mut self, obj: &serde_json::Map<String, Json>, pointer: &str, jsonata: bool) -> FailDef {
+        if jsonata {
+            let mut text = |field: &str| {
+                let v = obj.get(field)?;
+                let here = pointer_push(pointer, field);
+                match v.as_str() {
+                    Some(s) if crate::template::Query::inner(s).is_some() => {
+                        self.jsonata_template(v, &here, field).map(FailText::Query)
+                    }
+                    Some(s) => Some(FailText::Literal(s.to_owned())),
+                    None => {
+                        self.diags.error(code::WRONG_TYPE, here, format!("{field} must be a string"));
+                        None
+                    }
+                }
+            };
+            return FailDef { error: text("Error"), cause: text("Cause") };
+        }
         FailDef {
             error: self.fail_text(obj, pointer, "Error", "ErrorPath"),
             cause: self.fail_text(obj, pointer, "Cause", "CausePath"),
@@ -1239,19 +1490,18 @@ impl Validator {
                         );
                     }
                 }
-                self.query_language(obj.get("QueryLanguage"), &pointer_push(&bp, "QueryLanguage"));
+                let language = self.query_language(obj.get("QueryLanguage"), &pointer_push(&bp, "QueryLanguage"));
+                if let Some(g) = self.nested_graph(b, &bp, language) {
+                    graphs.push(g);
+                }
             } else {
                 self.diags.error(code::WRONG_TYPE, &bp, "a branch must be an object with StartAt and States");
-                continue;
-            }
-            if let Some(g) = self.graph(b, &bp) {
-                graphs.push(g);
             }
         }
         Some(Kind::Parallel { branches: graphs })
     }
 
-    fn map(&mut self, obj: &serde_json::Map<String, Json>, pointer: &str) -> Option<MapDef> {
+    fn map(&mut self, obj: &serde_json::Map<String, Json>, pointer: &str, jsonata: bool) -> Option<MapDef> {
         for unsupported in ["ItemReader", "ItemBatcher", "ResultWriter"] {
             if obj.contains_key(unsupported) {
                 self.diags.error(
@@ -1292,7 +1542,7 @@ impl Validator {
                 );
             }
         }
-        self.query_language(proc_obj.get("QueryLanguage"), &pointer_push(&pp, "QueryLanguage"));
+        let language = self.query_language(proc_obj.get("QueryLanguage"), &pointer_push(&pp, "QueryLanguage"));
         if let Some(cfg) = proc_obj.get("ProcessorConfig") {
             let cp = pointer_push(&pp, "ProcessorConfig");
             match cfg.as_object() {
@@ -1332,9 +1582,23 @@ impl Validator {
                 None => self.diags.error(code::WRONG_TYPE, &cp, "ProcessorConfig must be an object"),
             }
         }
-        let processor = self.graph(processor_json, &pp);
+        let processor = self.nested_graph(processor_json, &pp, language);
         let items_path = obj.get("ItemsPath").and_then(|v| self.path_value(v, &pointer_push(pointer, "ItemsPath")));
+        let items = obj.get("Items").and_then(|v| {
+            let here = pointer_push(pointer, "Items");
+            if v.is_array() || v.as_str().and_then(crate::template::Query::inner).is_some() {
+                self.jsonata_template(v, &here, "Items")
+            } else {
+                self.diags.error(
+                    code::WRONG_TYPE,
+                    here,
+                    "Items must be an array or a JSONata expression written as \"{% ... %}\"",
+                );
+                None
+            }
+        });
         let item_selector = match (obj.get("ItemSelector"), obj.get("Parameters")) {
+            (Some(v), _) if jsonata => self.jsonata_template(v, &pointer_push(pointer, "ItemSelector"), "ItemSelector"),
             (Some(_), Some(_)) => {
                 self.diags.error(
                     code::SCHEMA,
@@ -1347,11 +1611,11 @@ impl Validator {
             (None, Some(v)) => self.template(v, &pointer_push(pointer, "Parameters")),
             (None, None) => None,
         };
-        let max_concurrency = self.amount(obj, pointer, "MaxConcurrency", "MaxConcurrencyPath", true, f64::INFINITY);
+        let max_concurrency = self.amount(obj, pointer, "MaxConcurrency", "MaxConcurrencyPath", jsonata);
         let tolerated_failure_count =
-            self.amount(obj, pointer, "ToleratedFailureCount", "ToleratedFailureCountPath", true, f64::INFINITY);
+            self.amount(obj, pointer, "ToleratedFailureCount", "ToleratedFailureCountPath", jsonata);
         let tolerated_failure_percentage =
-            self.amount(obj, pointer, "ToleratedFailurePercentage", "ToleratedFailurePercentagePath", false, 100.0);
+            self.amount(obj, pointer, "ToleratedFailurePercentage", "ToleratedFailurePercentagePath", jsonata);
         if let Some(l) = obj.get("Label") {
             match l.as_str() {
                 Some(s) if s.chars().count() <= 40 => {}
@@ -1367,6 +1631,7 @@ impl Validator {
             processor: processor?,
             mode,
             items_path,
+            items,
             item_selector,
             max_concurrency,
             tolerated_failure_count,
@@ -1374,19 +1639,25 @@ impl Validator {
         })
     }
 
+    /// A Map count (`MaxConcurrency`, `ToleratedFailureCount`: integers from 0) or the
+    /// tolerated percentage (a number from 0 to 100), literal or computed.
     fn amount(
         &mut self,
         obj: &serde_json::Map<String, Json>,
         pointer: &str,
         fixed: &str,
         path: &str,
-        integer: bool,
-        max: f64,
+        jsonata: bool,
     ) -> Option<Amount> {
+        let integer = !fixed.ends_with("Percentage");
+        let max = if integer { f64::INFINITY } else { 100.0 };
         match (obj.get(fixed), obj.get(path)) {
             (Some(_), Some(_)) => {
                 self.diags.error(code::SCHEMA, pointer, format!("'{fixed}' and '{path}' cannot both be set"));
                 None
+            }
+            (Some(v), None) if jsonata && v.as_str().and_then(crate::template::Query::inner).is_some() => {
+                self.jsonata_template(v, &pointer_push(pointer, fixed), fixed).map(Amount::Query)
             }
             (Some(v), None) => {
                 let here = pointer_push(pointer, fixed);
@@ -1548,6 +1819,17 @@ fn passes_task_token(v: &Json) -> bool {
             Json::String(s) if k.ends_with(".$") => s.contains("$$.Task.Token"),
             v => passes_task_token(v),
         }),
+        _ => false,
+    }
+}
+
+/// True when a JSONata value reads `$states.context.Task.Token` in one of its `{% %}`
+/// expressions.
+fn queries_task_token(v: &Json) -> bool {
+    match v {
+        Json::Array(a) => a.iter().any(queries_task_token),
+        Json::Object(m) => m.values().any(queries_task_token),
+        Json::String(s) => crate::template::Query::inner(s).is_some_and(|e| e.contains("$states.context.Task.Token")),
         _ => false,
     }
 }

@@ -38,6 +38,7 @@ use crate::history::{EventDetails, EventMask, EventType, HistoryEvent};
 use crate::intern::Sym;
 use crate::paths::Path;
 use crate::program::*;
+use crate::template::Template;
 use crate::timestamp::{self, Timestamp};
 use crate::validate::{MachineType, MapMode};
 use crate::value::{self, Arena, Value, PAYLOAD_LIMIT};
@@ -247,6 +248,8 @@ pub struct Exec<'a> {
     next_call: u64,
     outbox: Vec<AsyncCall>,
     outcome: Option<Outcome<'a>>,
+    /// JSONata conversions of this execution's values (empty unless it runs JSONata).
+    memo: crate::jsonata::Memo,
 }
 
 /// What an execution keeps while it records history events. It lives in the arena and is
@@ -300,6 +303,10 @@ struct FrameEnv<'e, 'a> {
     frame: u32,
     input: Value<'a>,
     map_item: Option<(u32, Value<'a>)>,
+    /// JSONata's `$states.result` (in `Output` and `Assign` of a Task, Parallel or Map).
+    result: Option<Value<'a>>,
+    /// JSONata's `$states.errorOutput` (in a catcher's `Output` and `Assign`).
+    error_output: Option<Value<'a>>,
 }
 
 impl<'a> Env<'a> for FrameEnv<'_, 'a> {
@@ -317,6 +324,28 @@ impl<'a> Env<'a> for FrameEnv<'_, 'a> {
     }
     fn random_u64(&self) -> u64 {
         splitmix64(&self.exec.rng)
+    }
+    fn states(&self, context: bool) -> Value<'a> {
+        let mut members: smallvec::SmallVec<[value::Member<'a>; 4]> = smallvec::SmallVec::new();
+        members.push(("input", self.exec.frames[self.frame as usize].raw));
+        if let Some(r) = self.result {
+            members.push(("result", r));
+        }
+        if let Some(e) = self.error_output {
+            members.push(("errorOutput", e));
+        }
+        if context {
+            members.push(("context", self.context()));
+        }
+        value::object(self.exec.bump, &members)
+    }
+    fn jsonata_memo(&self) -> Option<&crate::jsonata::Memo> {
+        Some(&self.exec.memo)
+    }
+    fn now_millis(&self) -> i64 {
+        // The state's entry time (programs with JSONata always record it): jsonata-js also
+        // fixes the time once per evaluation.
+        self.exec.frames[self.frame as usize].entered_at.div_euclid(1_000_000)
     }
 }
 
@@ -376,6 +405,7 @@ impl<'a> Exec<'a> {
             next_call: 0,
             outbox: Vec::new(),
             outcome: None,
+            memo: Default::default(),
         };
         exec.scopes.push(Scope { parent: NONE, vars: BVec::new_in(bump) });
         let root = exec.new_frame(prog.start, input, 0, NONE, 0);
@@ -757,7 +787,13 @@ impl<'a> Exec<'a> {
     }
 
     fn env(&self, f: u32, input: Value<'a>) -> FrameEnv<'_, 'a> {
-        FrameEnv { exec: self, frame: f, input, map_item: None }
+        FrameEnv { exec: self, frame: f, input, map_item: None, result: None, error_output: None }
+    }
+
+    /// JSONata's `$states.result` of frame `f`'s state, if its kind has one.
+    fn state_result(&self, f: u32) -> Option<Value<'a>> {
+        let fr = &self.frames[f as usize];
+        self.prog.states[fr.state as usize].kind.can_retry().then_some(fr.res)
     }
 
     // ------------------------------------------------------------------------------------
@@ -916,9 +952,25 @@ impl<'a> Exec<'a> {
                     fr_next(fr);
                     Flow::Continue
                 }
+                Op::Output(t) => {
+                    let res = self.frames[fi].res;
+                    let env = FrameEnv { result: self.state_result(f), ..self.env(f, res) };
+                    match prog.templates[t as usize].eval(&env, self.consts) {
+                        Ok(v) => {
+                            let fr = &mut self.frames[fi];
+                            fr.out = v;
+                            fr_next(fr);
+                            Flow::Continue
+                        }
+                        Err(e) => {
+                            let fail = self.eval_failure(f, e);
+                            self.raise(f, fail, Some(clock))
+                        }
+                    }
+                }
                 Op::Assign(a) => {
                     let res = self.frames[fi].res;
-                    match self.assign(f, a, res) {
+                    match self.assign(f, a, res, self.state_result(f), None) {
                         Ok(()) => {
                             fr_next(&mut self.frames[fi]);
                             Flow::Continue
@@ -1025,16 +1077,26 @@ impl<'a> Exec<'a> {
             .map_err(|e| self.runtime(f, &format!("Invalid path '{}' : {}", path.text(), e.message)))
     }
 
-    fn assign(&mut self, f: u32, a: u32, input: Value<'a>) -> Result<(), Failure<'a>> {
+    /// Evaluates and stores `assigns[a]`: `$` is `input` (JSONPath); JSONata reads
+    /// `$states.result`/`$states.errorOutput` where the caller has them.
+    fn assign(
+        &mut self,
+        f: u32,
+        a: u32,
+        input: Value<'a>,
+        result: Option<Value<'a>>,
+        error_output: Option<Value<'a>>,
+    ) -> Result<(), Failure<'a>> {
         let assign = &self.prog.assigns[a as usize];
         let mut values: smallvec::SmallVec<[(Sym, Value<'a>); 8]> = smallvec::SmallVec::new();
         {
-            let env = self.env(f, input);
+            let env = FrameEnv { result, error_output, ..self.env(f, input) };
             for (name, t) in &assign.vars {
                 let v = t.eval(&env, self.consts).map_err(|e| self.eval_failure(f, e))?;
                 values.push((*name, v));
             }
         }
+        self.check_assign_size(f, &values)?;
         if !self.record.is_empty() {
             let prog = self.prog;
             let list = self.bump.alloc_slice_fill_iter(values.iter().map(|(n, v)| (prog.names.name(*n), *v)));
@@ -1046,6 +1108,35 @@ impl<'a> Exec<'a> {
             match vars.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = v,
                 None => vars.push((name, v)),
+            }
+        }
+        Ok(())
+    }
+
+    /// AWS's variable limits: each value, and all the values of one `Assign` together, at
+    /// most 256 KiB of JSON (the 10 MiB per execution is not enforced).
+    fn check_assign_size(&self, f: u32, values: &[(Sym, Value<'a>)]) -> Result<(), Failure<'a>> {
+        let state = &self.prog.states[self.frames[f as usize].state as usize].name;
+        let too_big = |what: String| {
+            Failure::new(
+                "States.DataLimitExceeded",
+                Some(self.bump.alloc_str(&format!(
+                    "The state/task '{state}' assigned {what} with a size exceeding the maximum number of bytes service limit."
+                ))),
+            )
+        };
+        for (name, v) in values {
+            if !v.fits_json_len(PAYLOAD_LIMIT) {
+                return Err(too_big(format!("the variable '{}'", self.prog.names.name(*name))));
+            }
+        }
+        if values.len() > 1 {
+            let mut total = 0usize;
+            for (_, v) in values {
+                total += v.json_len_capped(PAYLOAD_LIMIT + 1);
+                if total > PAYLOAD_LIMIT {
+                    return Err(too_big("variables".to_owned()));
+                }
             }
         }
         Ok(())
@@ -1130,6 +1221,17 @@ impl<'a> Exec<'a> {
         let out = match c.result {
             ResultPlacement::Replace => error_output,
             ResultPlacement::Discard => raw,
+            ResultPlacement::Output(t) => {
+                let env = FrameEnv { error_output: Some(error_output), ..self.env(f, error_output) };
+                match self.prog.templates[t as usize].eval(&env, self.consts) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let fail = self.eval_failure(f, e);
+                        self.fail_frame(f, fail);
+                        return Flow::Stop;
+                    }
+                }
+            }
             ResultPlacement::At(p) => match self.prog.ref_paths[p as usize].set(self.bump, raw, error_output) {
                 Ok(v) => v,
                 Err(e) => {
@@ -1143,7 +1245,7 @@ impl<'a> Exec<'a> {
             self.set_assigned(f, &[]);
         }
         if let Some(a) = c.assign {
-            if let Err(fail) = self.assign(f, a, error_output) {
+            if let Err(fail) = self.assign(f, a, error_output, None, Some(error_output)) {
                 self.fail_frame(f, fail);
                 return Flow::Stop;
             }
@@ -1358,7 +1460,29 @@ impl<'a> Exec<'a> {
                     )),
                 }
             }
+            SecondsSpec::Query(t) => {
+                let v = self.query(f, t)?;
+                match v.as_i64() {
+                    Some(n) if n > 0 => Ok(n),
+                    _ => Err(self.query_failure(
+                        f,
+                        &format!("The {field} field must be a positive integer, but was: {}", v.to_json_string()),
+                    )),
+                }
+            }
         }
+    }
+
+    /// Evaluates `templates[t]` (a JSONata field of the current state: `$states.input` is
+    /// the state input).
+    fn query(&self, f: u32, t: u32) -> Result<Value<'a>, Failure<'a>> {
+        let raw = self.frames[f as usize].raw;
+        self.prog.templates[t as usize].eval(&self.env(f, raw), self.consts).map_err(|e| self.eval_failure(f, e))
+    }
+
+    /// `States.QueryEvaluationError` with `detail` after AWS's runtime prefix.
+    fn query_failure(&self, f: u32, detail: &str) -> Failure<'a> {
+        self.eval_failure(f, EvalError::query(detail))
     }
 
     fn task(&mut self, f: u32, t: u32, clock: &dyn Clock) -> Flow {
@@ -1542,6 +1666,23 @@ impl<'a> Exec<'a> {
                     },
                 }
             }
+            WaitSpec::SecondsQuery(t) => self.query(f, t).and_then(|v| match v.as_i64() {
+                Some(n) if n >= 0 => Ok(clock.now().saturating_add(n.saturating_mul(NANOS_PER_SEC))),
+                _ => Err(self.query_failure(
+                    f,
+                    &format!("The Seconds field must be a non-negative integer, but was: {}", v.to_json_string()),
+                )),
+            }),
+            WaitSpec::TimestampQuery(t) => self.query(f, t).and_then(|v| match v.as_str().and_then(timestamp::parse) {
+                Some(t) => Ok(t.unix_nanos().clamp(i64::MIN as i128, i64::MAX as i128) as i64),
+                None => Err(self.query_failure(
+                    f,
+                    &format!(
+                        "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {}",
+                        plain(&v)
+                    ),
+                )),
+            }),
         };
         match until {
             Err(fail) => self.raise(f, fail, Some(clock)),
@@ -1564,10 +1705,10 @@ impl<'a> Exec<'a> {
         let mut chosen = None;
         {
             let env = self.env(f, eff);
-            for (rule, target, assign) in &spec.rules {
-                match rule.eval(&env) {
+            for r in &spec.rules {
+                match r.rule.eval(&env) {
                     Ok(true) => {
-                        chosen = Some((*target, *assign));
+                        chosen = Some((r.target, r.assign, r.output));
                         break;
                     }
                     Ok(false) => {}
@@ -1578,10 +1719,10 @@ impl<'a> Exec<'a> {
                 }
             }
         }
-        let (target, assign) = match chosen {
+        let (target, assign, rule_output) = match chosen {
             Some(x) => x,
             None => match spec.default {
-                Some(d) => (d, spec.assign),
+                Some(d) => (d, spec.assign, None),
                 None => {
                     let fail = Failure::new(
                         "States.NoChoiceMatched",
@@ -1591,16 +1732,22 @@ impl<'a> Exec<'a> {
                 }
             },
         };
-        let out = match spec.output {
-            None => eff,
-            Some(None) => Value::EMPTY_OBJECT,
-            Some(Some(p)) => match self.eval_path(f, &self.prog.paths[p as usize], eff) {
+        // A matched JSONata rule's own `Output` wins over the state's.
+        let output = rule_output.map_or(spec.output, ChoiceOutput::Template);
+        let out = match output {
+            ChoiceOutput::Input => eff,
+            ChoiceOutput::Null => Value::EMPTY_OBJECT,
+            ChoiceOutput::Path(p) => match self.eval_path(f, &self.prog.paths[p as usize], eff) {
+                Ok(v) => v,
+                Err(fail) => return self.raise(f, fail, Some(clock)),
+            },
+            ChoiceOutput::Template(t) => match self.query(f, t) {
                 Ok(v) => v,
                 Err(fail) => return self.raise(f, fail, Some(clock)),
             },
         };
         if let Some(a) = assign {
-            if let Err(fail) = self.assign(f, a, eff) {
+            if let Err(fail) = self.assign(f, a, eff, None, None) {
                 return self.raise(f, fail, Some(clock));
             }
         }
@@ -1614,7 +1761,7 @@ impl<'a> Exec<'a> {
 
     fn fail_state(&self, f: u32, spec: &FailSpec) -> Failure<'a> {
         let raw = self.frames[f as usize].raw;
-        let text = |field: &Option<FailField>| -> Result<Option<&'a str>, Failure<'a>> {
+        let text = |field: &Option<FailField>, name: &str| -> Result<Option<&'a str>, Failure<'a>> {
             match field {
                 None => Ok(None),
                 Some(FailField::Literal(s)) => Ok(Some(self.bump.alloc_str(s))),
@@ -1640,9 +1787,19 @@ impl<'a> Exec<'a> {
                         )),
                     }
                 }
+                Some(FailField::Query(t)) => match self.query(f, *t)? {
+                    Value::Str(s) => Ok(Some(s)),
+                    other => Err(self.query_failure(
+                        f,
+                        &format!(
+                            "The value of the field '{name}' must be a string, but was: {}",
+                            other.to_json_string()
+                        ),
+                    )),
+                },
             }
         };
-        match (text(&spec.error), text(&spec.cause)) {
+        match (text(&spec.error, "Error"), text(&spec.cause, "Cause")) {
             (Ok(error), Ok(cause)) => Failure { error, cause, heartbeat: false },
             (Err(fail), _) | (_, Err(fail)) => fail,
         }
@@ -1713,6 +1870,21 @@ impl<'a> Exec<'a> {
                     )),
                 }
             }
+            Some(AmountSpec::Query(t)) => {
+                let v = self.query(f, t)?;
+                match v {
+                    Value::Int(i) => Ok(Some(i as f64)),
+                    Value::Float(x) if !integer || x.fract() == 0.0 => Ok(Some(x)),
+                    other => Err(self.query_failure(
+                        f,
+                        &format!(
+                            "The {field} field must be {}, but was: {}",
+                            if integer { "an integer" } else { "a number" },
+                            other.to_json_string()
+                        ),
+                    )),
+                }
+            }
         }
     }
 
@@ -1720,15 +1892,24 @@ impl<'a> Exec<'a> {
         let spec = &self.prog.maps[m as usize];
         let fi = f as usize;
         let eff = self.frames[fi].eff;
-        let items = match spec.items_path {
-            None => Ok(eff),
-            Some(p) => self.eval_path(f, &self.prog.paths[p as usize], eff),
+        let items = match (spec.items, spec.items_path) {
+            (Some(t), _) => match &self.prog.templates[t as usize] {
+                // One expression: it must give an array, or AWS names its type.
+                Template::Query(q) => match q.eval(&self.env(f, eff)) {
+                    Ok(Value::Array(a)) => Ok(Value::Array(a)),
+                    Ok(other) => Err(self.eval_failure(f, q.type_error("array", other))),
+                    Err(e) => Err(self.eval_failure(f, e)),
+                },
+                t => t.eval(&self.env(f, eff), self.consts).map_err(|e| self.eval_failure(f, e)),
+            },
+            (None, Some(p)) => self.eval_path(f, &self.prog.paths[p as usize], eff),
+            (None, None) => Ok(eff),
         };
         let items = match items {
             Ok(Value::Array(a)) => a,
             Ok(other) => {
-                let fail =
-                    self.runtime(f, &format!("Map state input must be an array but was: {}", other.to_json_string()));
+                let detail = format!("Map state input must be an array but was: {}", other.to_json_string());
+                let fail = if spec.jsonata { self.query_failure(f, &detail) } else { self.runtime(f, &detail) };
                 return self.raise(f, fail, Some(clock));
             }
             Err(fail) => return self.raise(f, fail, Some(clock)),
@@ -1819,7 +2000,7 @@ impl<'a> Exec<'a> {
         let input = match spec.item_selector {
             None => item,
             Some(t) => {
-                let env = FrameEnv { exec: self, frame: parent, input: join.selector_input, map_item: Some((i, item)) };
+                let env = FrameEnv { map_item: Some((i, item)), ..self.env(parent, join.selector_input) };
                 self.prog.templates[t as usize].eval(&env, self.consts).map_err(|e| self.eval_failure(parent, e))?
             }
         };

@@ -1,5 +1,6 @@
 //! The example workflows (`examples/`) end to end: rider-photo with its Step Functions Local
-//! mock file (every test case) and with registered inline handlers; the selective-checkpointing
+//! mock file (every test case) and with registered inline handlers, in JSONPath and in
+//! JSONata (the same outputs); the selective-checkpointing
 //! Standard parent with handlers for its queue, topic and nested Express child, approvals
 //! delivered through the callback API.
 
@@ -30,8 +31,11 @@ fn rider_input() -> Json {
     serde_json::from_slice(&read("rider-photo.input.json")).unwrap()
 }
 
-fn run_rider(bindings: Bindings<'_>) -> (Status, Json) {
-    let prog = sfn::load(&read("rider-photo.express.asl.json"), MachineType::Express, bindings).unwrap();
+/// The rider-photo workflow in both query languages.
+const RIDER: [&str; 2] = ["rider-photo.express.asl.json", "rider-photo-jsonata.express.asl.json"];
+
+fn run_rider(definition: &str, bindings: Bindings<'_>) -> (Status, Json) {
+    let prog = sfn::load(&read(definition), MachineType::Express, bindings).unwrap();
     let clock = ManualClock::fixed();
     let meta = ExecMeta::local("RiderPhotoProcessingExpress", "run-1", MachineType::Express, clock.now());
     let r = run_to_completion(&prog, &read("rider-photo.input.json"), &RunOptions { clock: &clock, meta, seed: 1 })
@@ -43,21 +47,26 @@ fn run_rider(bindings: Bindings<'_>) -> (Status, Json) {
 #[test]
 fn rider_photo_runs_every_mock_test_case() {
     let mocks: Json = serde_json::from_slice(&read("rider-photo.mocks.json")).unwrap();
+    for definition in RIDER {
+        let happy = parse_mocks(&mocks, None, Some("HappyPath")).unwrap();
+        let (status, out) = run_rider(definition, Bindings { handlers: None, mocks: Some(&happy) });
+        let mut expected = rider_input();
+        expected["detectedFaceDetails"] =
+            json!({"BoundingBox": {"Width": 0.31, "Height": 0.42, "Left": 0.35, "Top": 0.21}, "Confidence": 99.98});
+        expected["parallelResult"] = json!([
+            "a1b2c3d4-face-id",
+            {"thumbnail": {"s3key": "resized-1_happy_face.jpg", "s3bucket": "thumbnails"}}
+        ]);
+        // Compared as text too: key order is part of the output users see.
+        assert_eq!(out.to_string(), expected.to_string(), "{definition}");
+        assert_eq!((status, out), (Status::Succeeded, expected), "{definition}");
 
-    let happy = parse_mocks(&mocks, None, Some("HappyPath")).unwrap();
-    let (status, out) = run_rider(Bindings { handlers: None, mocks: Some(&happy) });
-    let mut expected = rider_input();
-    expected["detectedFaceDetails"] =
-        json!({"BoundingBox": {"Width": 0.31, "Height": 0.42, "Left": 0.35, "Top": 0.21}, "Confidence": 99.98});
-    expected["parallelResult"] =
-        json!(["a1b2c3d4-face-id", {"thumbnail": {"s3key": "resized-1_happy_face.jpg", "s3bucket": "thumbnails"}}]);
-    assert_eq!((status, out), (Status::Succeeded, expected));
-
-    // Both error paths end in the notification task, whose result is the output.
-    for case in ["DuplicateFace", "NoFace"] {
-        let set = parse_mocks(&mocks, Some("RiderPhotoProcessingExpress"), Some(case)).unwrap();
-        let (status, out) = run_rider(Bindings { handlers: None, mocks: Some(&set) });
-        assert_eq!((status, out), (Status::Succeeded, json!({"notified": true})), "{case}");
+        // Both error paths end in the notification task, whose result is the output.
+        for case in ["DuplicateFace", "NoFace"] {
+            let set = parse_mocks(&mocks, Some("RiderPhotoProcessingExpress"), Some(case)).unwrap();
+            let (status, out) = run_rider(definition, Bindings { handlers: None, mocks: Some(&set) });
+            assert_eq!((status, out), (Status::Succeeded, json!({"notified": true})), "{definition} {case}");
+        }
     }
 }
 
@@ -104,23 +113,30 @@ fn rider_photo_runs_with_registered_handlers() {
         reg
     };
 
-    let reg = build(false);
-    let (status, out) = run_rider(Bindings { handlers: Some(&reg), mocks: None });
-    assert_eq!(status, Status::Succeeded);
-    assert_eq!(out["detectedFaceDetails"], json!({"Confidence": 99.9}));
-    assert_eq!(out["parallelResult"], json!(["face-123", {"thumbnail": "t.jpg"}]));
-    assert!(notified.lock().unwrap().is_empty());
+    let mut outputs = Vec::new();
+    for definition in RIDER {
+        let reg = build(false);
+        let (status, out) = run_rider(definition, Bindings { handlers: Some(&reg), mocks: None });
+        assert_eq!(status, Status::Succeeded, "{definition}");
+        assert_eq!(out["detectedFaceDetails"], json!({"Confidence": 99.9}));
+        assert_eq!(out["parallelResult"], json!(["face-123", {"thumbnail": "t.jpg"}]));
+        assert!(notified.lock().unwrap().is_empty());
+        outputs.push(out.to_string());
 
-    let reg = build(true);
-    let (status, out) = run_rider(Bindings { handlers: Some(&reg), mocks: None });
-    assert_eq!((status, out), (Status::Succeeded, json!({"notified": true})));
-    let seen = notified.lock().unwrap();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(
-        seen[0]["errorInfo"],
-        json!({"Error": "FaceAlreadyExistsError", "Cause": "Face in the picture is already in the system."}),
-        "the caught error is placed at $.errorInfo"
-    );
+        let reg = build(true);
+        let (status, out) = run_rider(definition, Bindings { handlers: Some(&reg), mocks: None });
+        assert_eq!((status, out), (Status::Succeeded, json!({"notified": true})), "{definition}");
+        let mut seen = notified.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0]["errorInfo"],
+            json!({"Error": "FaceAlreadyExistsError", "Cause": "Face in the picture is already in the system."}),
+            "{definition}: the caught error is placed at errorInfo"
+        );
+        outputs.push(seen.pop().unwrap().to_string());
+    }
+    // JSONata and JSONPath give byte-identical outputs and notification inputs.
+    assert_eq!(outputs[0..2], outputs[2..4]);
 }
 
 /// The selective-checkpointing pattern: a Standard parent pauses twice for a human (task

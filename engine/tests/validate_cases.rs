@@ -225,7 +225,7 @@ fn examples_are_valid() {
         sfn::load(&text, machine_type, Bindings::default()).unwrap_or_else(|d| panic!("{name}: {d:#?}"));
         checked += 1;
     }
-    assert_eq!(checked, 3, "expected the three example definitions");
+    assert_eq!(checked, 4, "expected the four example definitions");
 }
 
 /// True for the one kind of error the current `paths` module gives on paths AWS accepts:

@@ -45,10 +45,12 @@ pub(super) struct Live {
     execution_arn: &'static str,
 }
 
-// Safety: `Exec` holds arena references and `Cell`s, which are not `Send`; a `Live` is
-// moved between threads only as a whole (never while borrowed), together with the arena
-// and the `Arc`s that everything it references hangs off, so no reference outlives or
-// escapes its owner. Only the owning shard's thread touches it.
+// Safety: `Exec` holds arena references and `Cell`s, which are not `Send`, and (when it
+// runs JSONata) its memo of the jsonata crate's reference-counted values, shared with
+// nothing outside the execution; a `Live` is moved between threads only as a whole
+// (never while borrowed), together with the arena and the `Arc`s that everything it
+// references hangs off, so no reference outlives or escapes its owner. Only the owning
+// shard's thread touches it.
 unsafe impl Send for Live {}
 
 impl Live {
