@@ -1,29 +1,26 @@
-//! `loadgen`: drives the engine with back-to-back executions on N threads and reports
-//! throughput and per-execution latency.
+//! `closed`: `loadgen run`, the closed-loop throughput measurement: executions back to
+//! back on N threads, reporting throughput and per-execution latency.
 //!
 //! Input: a scenario (a built-in workload from `sfn_benches`, optionally with its
 //! definition, input or mocks replaced by files), a duration and a thread count. Output: a
 //! human-readable report, or one JSON object with `--json`.
-//! Never touches: the network, the sharded runtime (it does not exist yet).
+//! Never touches: the network, the sharded runtime (each thread runs executions directly).
 //!
-//! This first version is a CLOSED-LOOP throughput measurement: each thread starts its next
-//! execution the moment the previous one finishes, so it measures how many executions the
-//! engine can complete, and the latency of an execution on an otherwise idle thread. It has
-//! no open-loop rate control, so its latencies contain no queueing delay and must not be
-//! read as latency under a given offered load (coordinated omission). A later issue turns
-//! it into an open-loop generator against the sharded runtime.
+//! CLOSED LOOP: each thread starts its next execution the moment the previous one
+//! finishes, so it measures how many executions the VM can complete per thread, and the
+//! latency of an execution on an otherwise idle thread. Its latencies contain no queueing
+//! delay and must not be read as latency under a given offered load (coordinated
+//! omission): that is what the open-loop commands (`check-rate`, `sweep`) measure.
 //!
-//! Each thread is what a shard will be: its own reused arena, JSON parser and output
-//! buffer (`sfn_benches::Runner`); the program is compiled once and shared read-only
-//! through an `Arc`. Exit status: 0 when the run was carried out, 2 for bad arguments, an
-//! unreadable file, an invalid definition or invalid input JSON.
+//! Each thread is what a shard is: its own reused arena, JSON parser and output buffer
+//! (`sfn_benches::Runner`); the program is compiled once and shared read-only through an
+//! `Arc`.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use serde_json::json;
 use sfn::local::Status;
@@ -32,41 +29,11 @@ use sfn::program::Program;
 use sfn::validate::MachineType;
 use sfn_benches::{provenance, Runner, Workload};
 
-// mimalloc: the hot loop allocates nothing on the heap (arenas are reset, buffers reused),
-// but each thread's arena grows its chunks through the global allocator while warming up,
-// and handlers or mocks that fall back to owned values allocate per execution. With several
-// threads doing that, mimalloc's thread-local heaps avoid the contention and the
-// fragmentation glibc's malloc shows, so the figures measure the engine rather than the
-// allocator. It is also what the `sfn` binary uses, so both report the same engine.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Latencies above this are clamped into the histogram's top bucket (and still counted).
 const MAX_LATENCY_NS: u64 = 60 * 1_000_000_000;
 
-#[derive(Parser)]
-#[command(
-    name = "loadgen",
-    version,
-    about = "Load generator for the sfn engine",
-    long_about = "Load generator for the sfn engine.\n\nThis version is a CLOSED-LOOP throughput \
-                  measurement: each thread runs executions back to back, starting the next as soon as \
-                  the last finishes. There is no open-loop rate control yet, so the latencies it reports \
-                  contain no queueing delay."
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run executions back to back (closed loop: no open-loop rate control yet) and report executions/s and latency.
-    Run(RunArgs),
-}
-
 #[derive(Clone, Copy, ValueEnum)]
-enum ScenarioArg {
+pub enum ScenarioArg {
     /// Four Pass states shaping a small object (no tasks).
     Pass4,
     /// The rider-photo workflow with inline handlers for its Lambda tasks.
@@ -74,13 +41,13 @@ enum ScenarioArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum TypeArg {
+pub enum TypeArg {
     Standard,
     Express,
 }
 
 #[derive(clap::Args)]
-struct RunArgs {
+pub struct RunArgs {
     /// The built-in workload: its definition, input and inline task handlers.
     #[arg(long, value_enum)]
     scenario: ScenarioArg,
@@ -118,17 +85,6 @@ struct RunArgs {
     json: bool,
 }
 
-fn main() -> ExitCode {
-    let Command::Run(args) = Cli::parse().command;
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("loadgen: {msg}");
-            ExitCode::from(2)
-        }
-    }
-}
-
 /// What to run, resolved from the arguments.
 struct Setup {
     workload: Workload,
@@ -152,7 +108,7 @@ struct ThreadReport {
     cpu_secs: Option<f64>,
 }
 
-fn run(args: &RunArgs) -> Result<(), String> {
+pub fn run(args: &RunArgs) -> Result<(), String> {
     if !(args.duration.is_finite() && args.duration > 0.0) {
         return Err(format!("--duration must be a number of seconds > 0, not {}", args.duration));
     }
@@ -343,7 +299,7 @@ fn worker(
         runner.run(prog, input).expect("the input parsed in the probe run");
         t0 = Instant::now();
     }
-    let cpu0 = thread_cpu_secs();
+    let cpu0 = crate::sys::thread_cpu_seconds();
     while t0 < end {
         let status = runner.run(prog, input).expect("the input parsed in the probe run");
         // One clock read per execution serves as this one's end and the next one's start.
@@ -354,26 +310,8 @@ fn worker(
         failed += u64::from(status != Status::Succeeded);
         t0 = t1;
     }
-    let cpu_secs = cpu0.zip(thread_cpu_secs()).map(|(a, b)| b - a);
+    let cpu_secs = cpu0.zip(crate::sys::thread_cpu_seconds()).map(|(a, b)| b - a);
     ThreadReport { executions, failed, transitions, latency, cpu_secs }
-}
-
-/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat` (Linux;
-/// `None` elsewhere). The unit there is USER_HZ, which Linux fixes at 100 for user space,
-/// so the resolution is 10 ms: under 0.2% of a 10-second run.
-///
-/// Why: this machine is shared, and a thread that is not scheduled makes no progress. CPU
-/// time lets the report say how much of the wall time the threads actually ran, and turn
-/// executions/s into executions per CPU-second, which does not depend on the neighbours.
-fn thread_cpu_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    // Fields after the command name (which may contain spaces, hence the last ')'):
-    // state is field 3, utime field 14, stime field 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
