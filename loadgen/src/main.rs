@@ -183,7 +183,7 @@ struct SweepArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     shards: Vec<usize>,
     /// The first rate, starts/s.
-    #[arg(long, default_value_t = 25_000.0)]
+    #[arg(long, default_value_t = 5_000.0)]
     from: f64,
     /// Multiply the rate by this after each sustainable point.
     #[arg(long, default_value_t = 2.0)]
