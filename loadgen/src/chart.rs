@@ -99,7 +99,9 @@ fn draw<DB: DrawingBackend>(
         if lo > hi {
             continue;
         }
-        let (lo, hi) = (lo / 1.3, hi * 1.3);
+        // At least a decade, so the log axis has labelled ticks.
+        let widen = (10.0 / (hi / lo)).max(1.69).sqrt();
+        let (lo, hi) = (lo / widen, hi * widen);
         let mut chart = ChartBuilder::on(panel)
             .caption(format!("{name}: start latency and CPU vs offered rate"), ("sans-serif", 14))
             .margin(8)
