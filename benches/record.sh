@@ -6,6 +6,8 @@
 #   benches/record.sh execute/rider   # only benches matching a criterion filter (no loadgen)
 #   LOADGEN_SECS=30 benches/record.sh # longer loadgen runs (default 10 s each)
 #   NO_LOADGEN=1 benches/record.sh    # criterion only
+#   OPEN_LOOP=1 benches/record.sh     # only the open-loop checks: check-rate (rider, mixed),
+#                                     # check-cap, sweep (results/loadgen.jsonl, results/sweep.*)
 #
 # Each JSON line carries the date, commit, machine (cores, CPU model), the 1-minute load
 # average and the exact command, so figures from different runs can be compared honestly.
@@ -13,6 +15,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p results
+
+# The open-loop checks of issue 4: the 100k/s rate check for rider and mixed, the 5-minute
+# cap check on virtual time, and the capacity sweep with its chart.
+open_loop() {
+    cargo build -q --release -p loadgen
+    for scenario in rider mixed; do
+        target/release/loadgen check-rate --scenario "$scenario" --progress quiet --json >> results/loadgen.jsonl || true
+    done
+    target/release/loadgen check-cap --json >> results/loadgen.jsonl || true
+    target/release/loadgen sweep --duration "${SWEEP_SECS:-2}" --warmup 0.5 --progress quiet --json \
+        --chart results/sweep >> results/sweep.jsonl
+    echo "appended open-loop figures to results/loadgen.jsonl and results/sweep.jsonl; chart in results/sweep.{svg,png}"
+}
+if [[ -n "${OPEN_LOOP:-}" ]]; then
+    open_loop
+    exit 0
+fi
 
 start=$(date +%s)
 filter=("$@")
@@ -45,4 +64,5 @@ if [[ ${#filter[@]} -eq 0 && -z "${NO_LOADGEN:-}" ]]; then
     target/release/parked-memory async-task 100000 >> results/executor.jsonl
     target/release/parked-memory wait 1000000 >> results/executor.jsonl
     echo "appended executor figures to results/executor.jsonl"
+    open_loop
 fi

@@ -16,7 +16,8 @@
 //! ones to compare with the targets (issue): 4-Pass under 1 µs, rider-photo under 5 µs on
 //! one core.
 //!
-//! Every variant checks the workload's expected output once before timing.
+//! Every variant checks the workload's expected output once before timing; `whole` also
+//! checks what its timed iterations produced (total output bytes, and the last output).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -41,12 +42,19 @@ fn execute<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
 
         let mut runner = Runner::new(w.machine_type());
         w.check(&prog, &mut runner);
+        let mut output_bytes = 0usize;
+        let mut runs = 0usize;
         group.bench_function("whole", |b| {
             b.iter(|| {
                 runner.run(&prog, black_box(w.input())).expect("valid input");
-                black_box(runner.output().len())
+                runs += 1;
+                output_bytes += runner.output().len();
             })
         });
+        // Checksum of the timed iterations: every output had the expected length, and the
+        // last one (still in the buffer) is exactly the expected output.
+        assert_eq!(output_bytes, runs * w.expected_output().len(), "{}: outputs changed while timed", w.name());
+        assert_eq!(runner.output_str(), w.expected_output(), "{}: the last timed output", w.name());
 
         // The input lives in its own arena for the whole bench; only the execution's arena
         // is reset per iteration.

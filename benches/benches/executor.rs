@@ -10,7 +10,8 @@
 //! ratio of the two figures; on a 2-core machine the starting thread shares the cores with
 //! the shards, which is part of what is measured.
 //!
-//! Every workload's output is checked once through `start_sync` before timing.
+//! Every workload's output is checked once through `start_sync` before timing, and after
+//! timing every execution must have succeeded through exactly the workload's states.
 
 use std::time::Duration;
 
@@ -51,8 +52,16 @@ fn executor(c: &mut Criterion) {
                     total
                 })
             });
+            // Checksum of the timed executions: all succeeded, each entering exactly the
+            // workload's states (the one checked through start_sync included).
             let metrics = bench.engine.metrics(&bench.machine);
-            assert_eq!(metrics.failed + metrics.timed_out, 0, "{} failed on the engine", w.name());
+            assert_eq!(metrics.failed + metrics.timed_out + metrics.aborted, 0, "{} failed on the engine", w.name());
+            assert_eq!(
+                metrics.transitions,
+                metrics.succeeded * runner.transitions(),
+                "{}: executions on the engine entered other states than the direct run",
+                w.name()
+            );
         }
         group.finish();
     }

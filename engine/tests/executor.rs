@@ -61,6 +61,44 @@ fn start_sync_returns_output_arn_and_billing() {
 }
 
 #[test]
+fn start_latency_counts_from_the_request_time_the_caller_gives() {
+    let clock = Arc::new(ManualClock::fixed());
+    let e = engine(&clock, 1, Registry::new());
+    let m = register(&e, "Pass2", PASS2, MachineType::Express);
+    let t0 = clock.now();
+    // Made 3 s before it reached the engine (a generator running late, a server's queue).
+    let x = e.start_requested(&m, &input("{}"), None, t0 - 3 * S).unwrap();
+    assert_eq!(x.start_date, t0, "the execution still starts when it was accepted");
+    eventually("the first execution ends", || e.ended(&m) == 1);
+    assert_eq!(e.metrics(&m).start_latency_ns.max() / S as u64, 3);
+    // A request time after acceptance counts as acceptance (time does not move here).
+    e.start_requested(&m, &input("{}"), None, t0 + 60 * S).unwrap();
+    e.start(&m, &input("{}"), None).unwrap();
+    eventually("all end", || e.ended(&m) == 3);
+    let metrics = e.metrics(&m);
+    assert_eq!(metrics.start_latency_ns.len(), 3);
+    assert_eq!(metrics.start_latency_ns.count_between(0, 0), 2);
+}
+
+#[test]
+fn idle_shards_publish_their_earliest_pending_timer() {
+    let clock = Arc::new(ManualClock::fixed());
+    let e = engine(&clock, 1, Registry::new());
+    let m = register(
+        &e,
+        "Wait10",
+        r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":10,"End":true}}}"#,
+        MachineType::Express,
+    );
+    let t0 = clock.now();
+    eventually("an idle shard with no timer says so", || e.gauges()[0].next_timer == i64::MAX);
+    e.start(&m, &input("{}"), None).unwrap();
+    eventually("the execution parks on its Wait", || parked(&e) == 1 && e.gauges()[0].next_timer == t0 + 10 * S);
+    clock.set(t0 + 10 * S);
+    eventually("the Wait fires and nothing is left", || e.ended(&m) == 1 && e.gauges()[0].next_timer == i64::MAX);
+}
+
+#[test]
 fn an_express_execution_waiting_301_s_times_out_at_exactly_300_s() {
     let clock = Arc::new(ManualClock::fixed());
     let t0 = clock.now();

@@ -1,58 +1,43 @@
-//! `loadgen`: drives the engine with back-to-back executions on N threads and reports
-//! throughput and per-execution latency.
+//! The `loadgen` binary: argument parsing, files, exit codes. Everything else is in the
+//! library (`loadgen::*`).
 //!
-//! Input: a scenario (a built-in workload from `sfn_benches`, optionally with its
-//! definition, input or mocks replaced by files), a duration and a thread count. Output: a
-//! human-readable report, or one JSON object with `--json`.
-//! Never touches: the network, the sharded runtime (it does not exist yet).
-//!
-//! This first version is a CLOSED-LOOP throughput measurement: each thread starts its next
-//! execution the moment the previous one finishes, so it measures how many executions the
-//! engine can complete, and the latency of an execution on an otherwise idle thread. It has
-//! no open-loop rate control, so its latencies contain no queueing delay and must not be
-//! read as latency under a given offered load (coordinated omission). A later issue turns
-//! it into an open-loop generator against the sharded runtime.
-//!
-//! Each thread is what a shard will be: its own reused arena, JSON parser and output
-//! buffer (`sfn_benches::Runner`); the program is compiled once and shared read-only
-//! through an `Arc`. Exit status: 0 when the run was carried out, 2 for bad arguments, an
-//! unreadable file, an invalid definition or invalid input JSON.
+//! Exit status: 0 when the check PASSed (or the run was carried out: `run`, `sweep`), 1 when
+//! a check FAILed, 2 for bad arguments, an unreadable file, an invalid definition, input or
+//! mock file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use hdrhistogram::Histogram;
-use serde_json::json;
-use sfn::local::Status;
-use sfn::mocks::{parse_mocks, MockSet};
-use sfn::program::Program;
-use sfn::validate::MachineType;
-use sfn_benches::{provenance, Runner, Workload};
+use loadgen::cap::{self, CapSpec};
+use loadgen::progress::{self, Mode};
+use loadgen::report::{self, judge, Criteria};
+use loadgen::run::{run, LoadSpec};
+use loadgen::scenario::{self, Files, Scenario};
+use loadgen::schedule::Arrivals;
+use loadgen::sweep::{sweep_scenario, SweepSpec};
+use loadgen::target::{Embedded, EmbeddedConfig, Target};
 
-// mimalloc: the hot loop allocates nothing on the heap (arenas are reset, buffers reused),
-// but each thread's arena grows its chunks through the global allocator while warming up,
-// and handlers or mocks that fall back to owned values allocate per execution. With several
-// threads doing that, mimalloc's thread-local heaps avoid the contention and the
-// fragmentation glibc's malloc shows, so the figures measure the engine rather than the
-// allocator. It is also what the `sfn` binary uses, so both report the same engine.
+// mimalloc: the engine's hot path allocates nothing, but arenas grow through the global
+// allocator while warming up, asynchronous handlers and the sender allocate, and shards and
+// the sender run on different threads: mimalloc's thread-local heaps avoid the contention
+// glibc's malloc shows there. It is also what the `sfn` binary uses, so both measure the
+// same engine.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Latencies above this are clamped into the histogram's top bucket (and still counted).
-const MAX_LATENCY_NS: u64 = 60 * 1_000_000_000;
+const START_LATENCY_HELP: &str = "Start latency is measured from each start's INTENDED send time (its slot in the \
+open-loop schedule, not when the sender got round to it: no coordinated omission) to the execution BEGINNING on \
+the target: for the embedded engine, a shard has taken it from its inbox, parsed its input and entered its first \
+state. It therefore includes the sender running late, time in the inbox, and waiting for a busy shard.";
 
 #[derive(Parser)]
 #[command(
     name = "loadgen",
     version,
-    about = "Load generator for the sfn engine",
-    long_about = "Load generator for the sfn engine.\n\nThis version is a CLOSED-LOOP throughput \
-                  measurement: each thread runs executions back to back, starting the next as soon as \
-                  the last finishes. There is no open-loop rate control yet, so the latencies it reports \
-                  contain no queueing delay."
+    about = "Open-loop load generator for the sfn engine: the 100k/s rate check, the 5-minute cap check, capacity sweeps",
+    after_help = START_LATENCY_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -61,345 +46,372 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run executions back to back (closed loop: no open-loop rate control yet) and report executions/s and latency.
-    Run(RunArgs),
+    /// PASS when the achieved start rate is within 1% of the target, nothing is lost, and
+    /// p99 start latency is under the bound (default: 100,000 starts/s for 10 s, 1 ms).
+    #[command(after_help = START_LATENCY_HELP)]
+    CheckRate(RateArgs),
+    /// PASS when every Express execution that would run past 300 s ends TIMED_OUT
+    /// (States.Timeout) exactly at the cap, none ends early, none is lost, and memory is
+    /// returned. Virtual time by default (seconds of wall time).
+    CheckCap(CapArgs),
+    /// Finds the highest sustainable start rate per scenario and shard count (p99 start
+    /// latency under the bound, nothing throttled or lost); prints a table, draws a chart.
+    #[command(after_help = START_LATENCY_HELP)]
+    Sweep(SweepArgs),
+    /// Closed loop: executions back to back on N threads without the sharded runtime
+    /// (throughput of the VM; latencies contain no queueing).
+    Run(loadgen::closed::RunArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum ScenarioArg {
-    /// Four Pass states shaping a small object (no tasks).
-    Pass4,
-    /// The rider-photo workflow with inline handlers for its Lambda tasks.
-    Rider,
+enum ArrivalsArg {
+    /// Evenly spaced starts.
+    Constant,
+    /// Poisson arrivals (exponential gaps), with exactly rate × duration starts.
+    Poisson,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum TypeArg {
-    Standard,
-    Express,
+enum ProgressArg {
+    /// A progress bar on a terminal, plain lines otherwise.
+    Auto,
+    Lines,
+    Quiet,
 }
 
-#[derive(clap::Args)]
-struct RunArgs {
-    /// The built-in workload: its definition, input and inline task handlers.
-    #[arg(long, value_enum)]
-    scenario: ScenarioArg,
-    /// Replace the scenario's definition (ASL JSON). Tasks whose Resource matches one of
-    /// the scenario's handlers use it; others need --mocks.
+/// What to start, and how.
+#[derive(clap::Args, Clone)]
+struct WorkArgs {
+    /// Built-in scenario [default: rider, or none with --definition].
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(scenario::NAMES))]
+    scenario: Option<String>,
+    /// A definition file (ASL JSON) instead of the scenario's: Tasks use the scenario's
+    /// handlers (none without --scenario) or --mocks.
     #[arg(long)]
     definition: Option<PathBuf>,
-    /// Replace the scenario's execution input (a JSON file).
+    /// The execution input (a JSON file) [default: the scenario's, or {}].
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Mocked Task responses (Step Functions Local MockConfigFile or per-state list form);
-    /// mocks take precedence over the scenario's handlers.
+    /// Mocked Task responses (Step Functions Local MockConfigFile or the per-state list
+    /// form); mocks take precedence over handlers.
     #[arg(long)]
     mocks: Option<PathBuf>,
-    /// The MockConfigFile test case to use (default: the machine's only one).
+    /// The MockConfigFile test case (default: the machine's only one).
     #[arg(long)]
     test_case: Option<String>,
     /// The state machine in a MockConfigFile (default: the file's only one).
     #[arg(long)]
     name: Option<String>,
-    /// Standard or Express semantics.
-    #[arg(long = "type", value_enum, default_value = "express")]
-    machine_type: TypeArg,
-    /// Seconds to measure, after the warm-up.
+}
+
+/// The load of one run.
+#[derive(clap::Args, Clone)]
+struct LoadArgs {
+    /// Seconds of measured load.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Seconds to run before measuring (arenas grow, caches warm); not reported.
+    /// Seconds of the same load first, on separate machines, not measured.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Worker threads, each with its own arena and parser.
+    #[arg(long, value_enum, default_value = "constant")]
+    arrivals: ArrivalsArg,
+    /// Seed for Poisson arrivals and the engine's execution names.
     #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// Print one JSON object on stdout instead of the report.
+    seed: u64,
+    /// Starts each shard's inbox holds before starts are throttled.
+    #[arg(long, default_value_t = 65_536)]
+    inbox_capacity: usize,
+    /// The p99 start latency bound, microseconds.
+    #[arg(long, default_value_t = 1000.0)]
+    p99_bound_us: f64,
+    /// Seconds to wait after the last start for every execution to end; what has not ended
+    /// then is lost.
+    #[arg(long, default_value_t = 30.0)]
+    drain_timeout: f64,
+    /// Progress on stderr.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressArg,
+}
+
+#[derive(clap::Args)]
+struct RateArgs {
+    #[command(flatten)]
+    work: WorkArgs,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Target starts per second.
+    #[arg(long, default_value_t = 100_000.0)]
+    rate: f64,
+    /// Engine shards (threads).
+    #[arg(long, default_value_t = 2)]
+    shards: usize,
+    /// Print exactly one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Exit 0 on a FAIL that is only about rate or latency (wall-clock figures on a shared
+    /// machine); lost or failed executions still exit 1. For CI.
+    #[arg(long)]
+    advisory: bool,
+}
+
+#[derive(clap::Args)]
+struct CapArgs {
+    /// Executions per group (7 groups) per wave.
+    #[arg(long, default_value_t = 5_000)]
+    per_group: u64,
+    /// Identical populations one after the other (2 or more checks that the second needs
+    /// no more memory than the first).
+    #[arg(long, default_value_t = 2)]
+    waves: u32,
+    #[arg(long, default_value_t = 2)]
+    shards: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run on the system clock: the true 5 minutes (plus 40 s) per wave.
+    #[arg(long)]
+    real_time: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct SweepArgs {
+    /// Scenarios to sweep, comma-separated (default: all built-in ones).
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(scenario::NAMES))]
+    scenarios: Vec<String>,
+    /// Shard counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    shards: Vec<usize>,
+    /// The first rate, starts/s.
+    #[arg(long, default_value_t = 5_000.0)]
+    from: f64,
+    /// Multiply the rate by this after each sustainable point.
+    #[arg(long, default_value_t = 2.0)]
+    factor: f64,
+    /// Never offer more than this, starts/s.
+    #[arg(long, default_value_t = 4_000_000.0)]
+    max_rate: f64,
+    /// Bisection steps between the last sustainable and first unsustainable rate.
+    #[arg(long, default_value_t = 3)]
+    bisect: u32,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Write the chart to PREFIX.svg and PREFIX.png.
+    #[arg(long)]
+    chart: Option<PathBuf>,
+    /// Print one JSON object (every point, the maxima) instead of the table.
     #[arg(long)]
     json: bool,
 }
 
 fn main() -> ExitCode {
-    let Command::Run(args) = Cli::parse().command;
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("loadgen: {msg}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// What to run, resolved from the arguments.
-struct Setup {
-    workload: Workload,
-    definition_name: String,
-    definition: Vec<u8>,
-    input_name: String,
-    input: Vec<u8>,
-    mocks_name: Option<String>,
-    machine_type: MachineType,
-    /// The scenario's own definition and input, unmocked: the output must be the expected one.
-    builtin: bool,
-}
-
-/// Totals of one thread.
-struct ThreadReport {
-    executions: u64,
-    failed: u64,
-    transitions: u64,
-    latency: Histogram<u64>,
-    /// CPU time the thread got while measuring, if the OS tells.
-    cpu_secs: Option<f64>,
-}
-
-fn run(args: &RunArgs) -> Result<(), String> {
-    if !(args.duration.is_finite() && args.duration > 0.0) {
-        return Err(format!("--duration must be a number of seconds > 0, not {}", args.duration));
-    }
-    if !(args.warmup.is_finite() && args.warmup >= 0.0) {
-        return Err(format!("--warmup must be a number of seconds >= 0, not {}", args.warmup));
-    }
-    if args.threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
-    let setup = resolve(args)?;
-    let mocks: Option<MockSet> = match &args.mocks {
-        Some(p) => {
-            let doc: serde_json::Value =
-                serde_json::from_slice(&read(p)?).map_err(|e| format!("{} is not valid JSON: {e}", p.display()))?;
-            Some(
-                parse_mocks(&doc, args.name.as_deref(), args.test_case.as_deref())
-                    .map_err(|e| format!("{}: {e}", p.display()))?,
-            )
-        }
-        None => None,
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(a) => loadgen::closed::run(&a).map(|()| ExitCode::SUCCESS),
+        Command::CheckRate(a) => check_rate(&a),
+        Command::CheckCap(a) => check_cap(&a),
+        Command::Sweep(a) => sweep(&a),
     };
-    let registry = setup.workload.registry();
-    let prog =
-        sfn_benches::load(&setup.definition, setup.machine_type, Some(&registry), mocks.as_ref()).map_err(|diags| {
-            let list: String = diags.iter().map(|d| format!("\n  {d}")).collect();
-            format!("{} is not a valid definition:{list}", setup.definition_name)
-        })?;
-    let prog = Arc::new(prog);
-
-    // One execution up front: proves the input parses, and that the built-in scenario
-    // still produces its expected output.
-    let mut probe = Runner::new(setup.machine_type);
-    let status = probe
-        .run(&prog, &setup.input)
-        .map_err(|e| format!("the execution input {} is not valid JSON: {e}", setup.input_name))?;
-    if setup.builtin {
-        setup.workload.check(&prog, &mut probe);
-    }
-    let first_output = probe.output_str().to_owned();
-
-    let warmup = Duration::from_secs_f64(args.warmup);
-    let measure = Duration::from_secs_f64(args.duration);
-    let started = Instant::now();
-    let reports: Vec<ThreadReport> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..args.threads)
-            .map(|_| {
-                let prog = Arc::clone(&prog);
-                let input = setup.input.as_slice();
-                let machine_type = setup.machine_type;
-                s.spawn(move || worker(&prog, input, machine_type, started + warmup, started + warmup + measure))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("worker thread panicked")).collect()
-    });
-    let elapsed = measure.as_secs_f64();
-
-    let mut latency = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid bounds");
-    let (mut executions, mut failed, mut transitions) = (0u64, 0u64, 0u64);
-    let mut cpu_secs = Some(0.0);
-    for r in &reports {
-        latency.add(&r.latency).expect("same bounds");
-        executions += r.executions;
-        failed += r.failed;
-        transitions += r.transitions;
-        cpu_secs = cpu_secs.zip(r.cpu_secs).map(|(a, b)| a + b);
-    }
-    // Share of the threads' wall time they spent on a CPU; well under 1 means the
-    // machine's other work took the cores, and executions/s understates the engine.
-    let cpu_share = cpu_secs.map(|c| c / (elapsed * args.threads as f64));
-    let per_cpu_sec = cpu_secs.filter(|&c| c > 0.0).map(|c| (executions as f64 / c).round());
-    let q = |p: f64| latency.value_at_quantile(p);
-    let machine = provenance::machine();
-    if args.json {
-        let line = json!({
-            "mode": "closed-loop",
-            "note": "back-to-back executions per thread; no open-loop rate control, latencies exclude queueing",
-            "date": provenance::utc_now(),
-            "commit": provenance::git_commit(),
-            "machine": {"cores": machine.cores, "cpu": machine.cpu},
-            "scenario": setup.workload.name(),
-            "definition": setup.definition_name,
-            "input": setup.input_name,
-            "mocks": setup.mocks_name,
-            "first_status": status.as_str(),
-            "threads": args.threads,
-            "duration_s": elapsed,
-            "warmup_s": args.warmup,
-            "executions": executions,
-            "failed": failed,
-            "transitions": transitions,
-            "executions_per_s": (executions as f64 / elapsed).round(),
-            "transitions_per_s": (transitions as f64 / elapsed).round(),
-            "cpu_s": cpu_secs,
-            "cpu_share": cpu_share.map(|x| (x * 1000.0).round() / 1000.0),
-            "executions_per_cpu_s": per_cpu_sec,
-            "latency_ns": {"p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": latency.max(), "mean": latency.mean().round()},
-            "command": std::env::args().collect::<Vec<_>>().join(" "),
-            "loadavg_1m": provenance::load_average(),
-        });
-        println!("{line}");
-    } else {
-        println!("loadgen: CLOSED-LOOP throughput (each thread starts the next execution as soon as the last");
-        println!("         finishes; no open-loop rate control yet, so latencies contain no queueing delay)");
-        println!(
-            "machine      {} cores, {} (load average {})",
-            machine.cores,
-            machine.cpu,
-            provenance::load_average().map_or("unknown".into(), |l| l.to_string())
-        );
-        println!("scenario     {}", setup.workload.name());
-        println!("definition   {}", setup.definition_name);
-        println!("input        {}", setup.input_name);
-        if let Some(m) = &setup.mocks_name {
-            println!("mocks        {m}");
-        }
-        println!("first run    {} {}", status.as_str(), ellipsize(&first_output, 100));
-        println!("threads      {}   measured {:.1} s after {:.1} s warm-up", args.threads, elapsed, args.warmup);
-        println!(
-            "executions   {executions} ({}/s), {failed} not SUCCEEDED",
-            thousands((executions as f64 / elapsed).round() as u64)
-        );
-        println!("transitions  {transitions} ({}/s)", thousands((transitions as f64 / elapsed).round() as u64));
-        if let (Some(c), Some(share), Some(per)) = (cpu_secs, cpu_share, per_cpu_sec) {
-            println!(
-                "cpu          {c:.2} s on CPU ({:.0}% of the threads' wall time), {}/s per CPU-second",
-                share * 100.0,
-                thousands(per as u64)
-            );
-        }
-        println!(
-            "latency      p50 {}  p99 {}  p999 {}  max {}  (per execution, one thread)",
-            micros(q(0.5)),
-            micros(q(0.99)),
-            micros(q(0.999)),
-            micros(latency.max())
-        );
-    }
-    Ok(())
-}
-
-fn resolve(args: &RunArgs) -> Result<Setup, String> {
-    let workload = match args.scenario {
-        ScenarioArg::Pass4 => Workload::Pass4,
-        ScenarioArg::Rider => Workload::Rider,
-    };
-    let builtin_name = |what: &str| format!("built-in {} {what}", workload.name());
-    let (definition_name, definition) = match &args.definition {
-        Some(p) => (p.display().to_string(), read(p)?),
-        None => (builtin_name("definition"), workload.definition().to_vec()),
-    };
-    let (input_name, input) = match &args.input {
-        Some(p) => (p.display().to_string(), read(p)?),
-        None => (builtin_name("input"), workload.input().to_vec()),
-    };
-    let machine_type = match args.machine_type {
-        TypeArg::Standard => MachineType::Standard,
-        TypeArg::Express => MachineType::Express,
-    };
-    Ok(Setup {
-        workload,
-        definition_name,
-        definition,
-        input_name,
-        input,
-        mocks_name: args.mocks.as_ref().map(|p| p.display().to_string()),
-        machine_type,
-        builtin: args.definition.is_none()
-            && args.input.is_none()
-            && args.mocks.is_none()
-            && machine_type == workload.machine_type(),
+    outcome.unwrap_or_else(|msg| {
+        eprintln!("loadgen: {msg}");
+        ExitCode::from(2)
     })
 }
 
-/// One thread: executions back to back until `end`; only those that start after
-/// `measure_from` are counted.
-fn worker(
-    prog: &Program,
-    input: &[u8],
-    machine_type: MachineType,
-    measure_from: Instant,
-    end: Instant,
-) -> ThreadReport {
-    let mut runner = Runner::new(machine_type);
-    let mut latency = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid bounds");
-    let (mut executions, mut failed, mut transitions) = (0u64, 0u64, 0u64);
-    let mut t0 = Instant::now();
-    while t0 < measure_from {
-        runner.run(prog, input).expect("the input parsed in the probe run");
-        t0 = Instant::now();
-    }
-    let cpu0 = thread_cpu_secs();
-    while t0 < end {
-        let status = runner.run(prog, input).expect("the input parsed in the probe run");
-        // One clock read per execution serves as this one's end and the next one's start.
-        let t1 = Instant::now();
-        latency.saturating_record((t1 - t0).as_nanos() as u64);
-        executions += 1;
-        transitions += runner.transitions();
-        failed += u64::from(status != Status::Succeeded);
-        t0 = t1;
-    }
-    let cpu_secs = cpu0.zip(thread_cpu_secs()).map(|(a, b)| b - a);
-    ThreadReport { executions, failed, transitions, latency, cpu_secs }
-}
-
-/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat` (Linux;
-/// `None` elsewhere). The unit there is USER_HZ, which Linux fixes at 100 for user space,
-/// so the resolution is 10 ms: under 0.2% of a 10-second run.
-///
-/// Why: this machine is shared, and a thread that is not scheduled makes no progress. CPU
-/// time lets the report say how much of the wall time the threads actually ran, and turn
-/// executions/s into executions per CPU-second, which does not depend on the neighbours.
-fn thread_cpu_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    // Fields after the command name (which may contain spaces, hence the last ')'):
-    // state is field 3, utime field 14, stime field 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
-
-fn micros(ns: u64) -> String {
-    format!("{:.2} µs", ns as f64 / 1000.0)
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn ellipsize(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
+fn positive(name: &str, x: f64) -> Result<f64, String> {
+    if x.is_finite() && x > 0.0 {
+        Ok(x)
     } else {
-        format!("{}…", s.chars().take(max).collect::<String>())
+        Err(format!("{name} must be a number > 0, not {x}"))
     }
+}
+
+fn shards_ok(n: usize) -> Result<usize, String> {
+    if (1..=1024).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("--shards must be between 1 and 1024, not {n}"))
+    }
+}
+
+fn load_spec(a: &LoadArgs, rate: f64) -> Result<LoadSpec, String> {
+    positive("--duration", a.duration)?;
+    if !(a.warmup.is_finite() && a.warmup >= 0.0) {
+        return Err(format!("--warmup must be a number of seconds >= 0, not {}", a.warmup));
+    }
+    positive("--p99-bound-us", a.p99_bound_us)?;
+    positive("--drain-timeout", a.drain_timeout)?;
+    if a.inbox_capacity == 0 {
+        return Err("--inbox-capacity must be at least 1".into());
+    }
+    let offered = rate * a.duration;
+    if offered > 1e10 {
+        return Err(format!("--rate × --duration offers {offered:.0} starts; keep it under 10 billion"));
+    }
+    Ok(LoadSpec {
+        rate,
+        duration_s: a.duration,
+        arrivals: match a.arrivals {
+            ArrivalsArg::Constant => Arrivals::Constant,
+            ArrivalsArg::Poisson => Arrivals::Poisson,
+        },
+        seed: a.seed,
+        warmup_s: a.warmup,
+        drain: Duration::from_secs_f64(a.drain_timeout),
+    })
+}
+
+fn mode(p: ProgressArg) -> Mode {
+    match p {
+        ProgressArg::Auto => Mode::Auto,
+        ProgressArg::Lines => Mode::Lines,
+        ProgressArg::Quiet => Mode::Quiet,
+    }
+}
+
+fn resolve(w: &WorkArgs) -> Result<Scenario, String> {
+    let base = match (&w.scenario, &w.definition) {
+        (Some(s), _) => Some(s.as_str()),
+        (None, Some(_)) => None,
+        (None, None) => Some("rider"),
+    };
+    let files = Files {
+        definition: w.definition.as_deref(),
+        input: w.input.as_deref(),
+        mocks: w.mocks.as_deref(),
+        test_case: w.test_case.as_deref(),
+        mock_machine: w.name.as_deref(),
+    };
+    scenario::resolve(base, &files)
+}
+
+fn check_rate(a: &RateArgs) -> Result<ExitCode, String> {
+    let rate = positive("--rate", a.rate)?;
+    let shards = shards_ok(a.shards)?;
+    let spec = load_spec(&a.load, rate)?;
+    let scenario = resolve(&a.work)?;
+    let target = Embedded::new(&EmbeddedConfig {
+        shards,
+        inbox_capacity: a.load.inbox_capacity,
+        seed: a.load.seed,
+        clock: None,
+    });
+    // The output check runs on the warm-up machines: the measured ones count only load.
+    let warm = target.prepare("warmup", &scenario, true)?;
+    let machines = target.prepare("measure", &scenario, false)?;
+    let mut progress = progress::sink(mode(a.load.progress));
+    let mut r = run(&target, &machines, &warm, &scenario.weights(), &spec, progress.as_mut());
+    target.shutdown();
+    r.scenario = scenario.name.clone();
+    r.shards = shards;
+    let criteria = Criteria {
+        rate_tolerance: 0.01,
+        p99_bound_us: a.load.p99_bound_us,
+        all_succeed: scenario.built_in(),
+        no_throttling: false,
+    };
+    let v = judge(&r, &criteria);
+    if a.json {
+        println!("{}", report::to_json("check-rate", &r, &criteria, &v));
+    } else {
+        print!("{}", report::to_text("check-rate", &r, &criteria, &v));
+    }
+    let hard_failure =
+        r.lost() > 0 || r.refused > 0 || (criteria.all_succeed && r.figures.failed + r.figures.timed_out > 0);
+    Ok(if v.pass() || (a.advisory && !hard_failure) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn check_cap(a: &CapArgs) -> Result<ExitCode, String> {
+    let shards = shards_ok(a.shards)?;
+    if a.per_group == 0 || a.per_group > 1_000_000 {
+        return Err(format!("--per-group must be between 1 and 1,000,000, not {}", a.per_group));
+    }
+    if a.waves == 0 || a.waves > 10 {
+        return Err(format!("--waves must be between 1 and 10, not {}", a.waves));
+    }
+    let spec = CapSpec { per_group: a.per_group, waves: a.waves, shards, seed: a.seed, real_time: a.real_time };
+    let r = cap::run(&spec, |line| eprintln!("loadgen: {line}"))?;
+    if a.json {
+        println!("{}", cap::to_json(&r));
+    } else {
+        print!("{}", cap::to_text(&r));
+    }
+    Ok(if r.pass() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn sweep(a: &SweepArgs) -> Result<ExitCode, String> {
+    let from = positive("--from", a.from)?;
+    let max_rate = positive("--max-rate", a.max_rate)?;
+    if from > max_rate {
+        return Err(format!("--from ({from}) is above --max-rate ({max_rate})"));
+    }
+    if !(a.factor.is_finite() && a.factor > 1.0) {
+        return Err(format!("--factor must be a number > 1, not {}", a.factor));
+    }
+    if a.shards.is_empty() {
+        return Err("--shards needs at least one shard count".into());
+    }
+    for &s in &a.shards {
+        shards_ok(s)?;
+    }
+    let load = load_spec(&a.load, from)?;
+    let names: Vec<String> = if a.scenarios.is_empty() {
+        scenario::NAMES.iter().map(|s| s.to_string()).collect()
+    } else {
+        a.scenarios.clone()
+    };
+    let spec = SweepSpec {
+        shards: a.shards.clone(),
+        from_rate: from,
+        factor: a.factor,
+        max_rate,
+        bisect_steps: a.bisect,
+        load,
+        criteria: Criteria {
+            rate_tolerance: 0.01,
+            p99_bound_us: a.load.p99_bound_us,
+            all_succeed: true,
+            no_throttling: true,
+        },
+        inbox_capacity: a.load.inbox_capacity,
+    };
+    let mut progress = progress::sink(mode(a.load.progress));
+    let mut all = Vec::new();
+    for name in &names {
+        let scenario = scenario::built_in(name)?;
+        let series = sweep_scenario(&scenario, &spec, progress.as_mut(), |p| {
+            eprintln!(
+                "loadgen: sweep {} shards={} rate {:>9}/s: p50 {} p99 {} cpu {} {}",
+                p.scenario,
+                p.shards,
+                report::thousands(p.rate as u64),
+                report::us(p.p50_us),
+                report::us(p.p99_us),
+                p.cpu_cores.map_or("?".into(), |c| format!("{c:.2} cores")),
+                if p.sustainable { "ok".to_owned() } else { format!("NOT SUSTAINABLE: {}", p.why_not.join("; ")) }
+            );
+        })?;
+        all.extend(series);
+    }
+    if let Some(prefix) = &a.chart {
+        let caption = format!(
+            "loadgen sweep, {} ({} cores), commit {}, {}",
+            sfn_benches::provenance::machine().cpu,
+            sfn_benches::provenance::machine().cores,
+            sfn_benches::provenance::git_commit().unwrap_or_else(|| "unknown".into()),
+            sfn_benches::provenance::utc_now()
+        );
+        let (svg, png) = loadgen::chart::render(&all, a.load.p99_bound_us, &caption)?;
+        let svg_path = prefix.with_extension("svg");
+        let png_path = prefix.with_extension("png");
+        std::fs::write(&svg_path, svg).map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
+        std::fs::write(&png_path, png).map_err(|e| format!("cannot write {}: {e}", png_path.display()))?;
+        eprintln!("loadgen: wrote {} and {}", svg_path.display(), png_path.display());
+    }
+    if a.json {
+        println!("{}", loadgen::sweep::to_json(&all, &spec));
+    } else {
+        print!("{}", loadgen::sweep::table(&all, &spec));
+    }
+    Ok(ExitCode::SUCCESS)
 }

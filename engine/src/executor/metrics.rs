@@ -94,7 +94,10 @@ pub struct MachineMetrics {
     pub rerun: u64,
     /// States entered, over all runs (re-runs included).
     pub transitions: u64,
-    /// From the accepted start to the shard beginning the execution, in nanoseconds.
+    /// From the start request to the shard beginning the execution (taking it from the
+    /// inbox, parsing its input, entering its first state), in nanoseconds of the engine's
+    /// clock. The request is the accepted start, or the earlier instant given to
+    /// `Engine::start_requested`.
     pub start_latency_ns: Histogram<u64>,
     /// From the start to the end of each finished execution, in nanoseconds of the
     /// engine's clock (virtual time in tests).

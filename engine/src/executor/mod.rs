@@ -527,6 +527,11 @@ pub struct ShardGaugesSnapshot {
     pub pooled_bytes: u64,
     /// Pending timer entries (including stale ones not yet surfaced).
     pub timers: u64,
+    /// The earliest pending timer (clock nanoseconds; possibly a stale entry), `i64::MAX`
+    /// with none: every timer due before it has fired. Published when the shard goes
+    /// idle, so with `parked == executions` it tells a driver of virtual time that the
+    /// shard has handled every instant before it.
+    pub next_timer: i64,
     /// Starts waiting in the inbox.
     pub inbox: u64,
 }
@@ -540,6 +545,7 @@ pub(crate) struct ShardGauges {
     pooled_arenas: metrics::Counter,
     pooled_bytes: metrics::Counter,
     timers: metrics::Counter,
+    next_timer: metrics::Counter,
 }
 
 pub(crate) struct ShardQueues {
@@ -564,6 +570,9 @@ pub(crate) struct Start {
     uuid: u128,
     /// When `start` accepted it (clock nanoseconds).
     accepted_at: i64,
+    /// When the caller made the request (`start_requested`; otherwise `accepted_at`): the
+    /// start-latency histogram counts from here.
+    requested_at: i64,
     /// Where a synchronous start's result goes.
     reply: Option<tokio::sync::oneshot::Sender<SyncResult>>,
     /// Runs so far that ended in a panic.
@@ -763,6 +772,25 @@ impl Engine {
         Ok(exec)
     }
 
+    /// [`Engine::start`] for a request made earlier, at `requested_at` (nanoseconds on the
+    /// engine's clock): when a server received it, or when a load generator meant to send
+    /// it. The execution is the same; only the metrics' start latency counts from
+    /// `requested_at` instead of from acceptance, so that time spent before the call (in a
+    /// server's queue, or a generator running late) is not hidden. A `requested_at` later
+    /// than acceptance counts as acceptance.
+    pub fn start_requested(
+        &self,
+        machine: &StateMachine,
+        input: &Input,
+        name: Option<&str>,
+        requested_at: i64,
+    ) -> Result<Execution, StartError> {
+        let (mut start, exec, seq) = self.request(machine, input, name, None)?;
+        start.requested_at = requested_at.min(start.accepted_at);
+        self.submit(start, seq)?;
+        Ok(exec)
+    }
+
     /// Starts an Express execution and resolves with its result (StartSyncExecution: at
     /// most once).
     pub fn start_sync(&self, machine: &StateMachine, input: &Input, name: Option<&str>) -> SyncStart {
@@ -804,6 +832,7 @@ impl Engine {
             name: name.clone(),
             uuid,
             accepted_at,
+            requested_at: accepted_at,
             reply,
             reruns: 0,
         };
@@ -897,6 +926,7 @@ impl Engine {
                     pooled_arenas: g.pooled_arenas.get(),
                     pooled_bytes: g.pooled_bytes.get(),
                     timers: g.timers.get(),
+                    next_timer: g.next_timer.get() as i64,
                     inbox: q.starts.len() as u64,
                 }
             })

@@ -189,6 +189,7 @@ impl Shard {
         g.pooled_arenas.set(self.pool.len() as u64);
         g.pooled_bytes.set(self.pooled_bytes as u64);
         g.timers.set(self.timers.len() as u64);
+        g.next_timer.set(self.timers.next().unwrap_or(i64::MAX) as u64);
     }
 
     // ---------------------------------------------------------------------------------
@@ -570,7 +571,7 @@ impl Shard {
                 Status::TimedOut => stats.timed_out.add(1),
             }
             let mut h = stats.hist.lock();
-            let latency = (live.started_at - live.start.accepted_at).max(0) as u64;
+            let latency = (live.started_at - live.start.requested_at).max(0) as u64;
             let duration = (stop - live.start.accepted_at).max(0) as u64;
             // Recording fails only for values a growing histogram cannot hold (never for
             // non-negative i64 nanoseconds).

@@ -1,0 +1,319 @@
+//! `run`: the open-loop driver: sends starts on schedule, watches, drains, measures.
+//!
+//! Input: a [`Target`] with a registered scenario, a [`LoadSpec`] (rate, duration,
+//! arrivals, seed, warm-up, drain deadline), a [`Progress`] sink. Output: a [`RunResult`]
+//! (counts, histograms, CPU time, memory). Never touches: verdicts (`report`).
+//!
+//! One sender thread walks the [`Schedule`]. It sleeps until the next intended send time
+//! and then sends every start that is due, each with how late it is; it never waits for an
+//! execution to finish, so a slow target shows up as start latency and backlog, not as a
+//! lower offered rate. The thread sleeps rather than spins: on a 2-core machine the
+//! shards need the cores, so starts go out in small bursts at the OS's timer granularity
+//! (about 50–100 µs on Linux), and that lateness is in the start latency, honestly. The
+//! calling thread reports progress meanwhile. After the last start, the run waits (up to
+//! the drain deadline) for every accepted start to reach a final status.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::schedule::{Arrivals, Mix, Schedule};
+use crate::sys;
+use crate::target::{histogram, Figures, Started, Target};
+
+/// What load to offer.
+#[derive(Clone, Debug)]
+pub struct LoadSpec {
+    /// Starts per second.
+    pub rate: f64,
+    /// Seconds of measured load.
+    pub duration_s: f64,
+    pub arrivals: Arrivals,
+    pub seed: u64,
+    /// Seconds of the same load before measuring, on separately registered machines (so
+    /// none of its figures mix with the measured ones); drained before measuring.
+    pub warmup_s: f64,
+    /// How long to wait after the last start for every execution to end.
+    pub drain: Duration,
+}
+
+/// Everything a run measured.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    pub scenario: String,
+    pub target: String,
+    pub shards: usize,
+    pub arrivals: &'static str,
+    pub seed: u64,
+    pub target_rate: Option<f64>,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    /// Starts the schedule offered.
+    pub offered: u64,
+    pub accepted: u64,
+    pub throttled: u64,
+    pub refused: u64,
+    pub first_refusal: Option<String>,
+    /// From the origin to the last start actually sent, seconds.
+    pub send_window_s: f64,
+    /// How late the sender was for each start (actual − intended), nanoseconds.
+    pub late_ns: Histogram<u64>,
+    /// The target's figures after the drain.
+    pub figures: Figures,
+    /// From the last start to the last execution ending (or the deadline), seconds.
+    pub drain_s: f64,
+    /// From the origin to the end of the drain, seconds.
+    pub wall_s: f64,
+    /// Process CPU time over `wall_s` (sender, target, everything), seconds.
+    pub cpu_seconds: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl RunResult {
+    /// Accepted starts per second over the run's send window (at least the duration): a
+    /// sender falling behind stretches the window and lowers the rate.
+    pub fn achieved_start_rate(&self) -> f64 {
+        self.accepted as f64 / self.send_window_s.max(self.duration_s)
+    }
+
+    /// Accepted starts that reached no final status.
+    pub fn lost(&self) -> u64 {
+        self.accepted.saturating_sub(self.figures.finished())
+    }
+
+    pub fn start_latency_us(&self, q: f64) -> f64 {
+        self.figures.start_latency_ns.value_at_quantile(q) as f64 / 1e3
+    }
+
+    pub fn duration_us(&self, q: f64) -> f64 {
+        self.figures.duration_ns.value_at_quantile(q) as f64 / 1e3
+    }
+}
+
+/// What the progress display is told, about twice a second.
+#[derive(Clone, Copy, Debug)]
+pub struct Tick {
+    pub phase: &'static str,
+    pub elapsed_s: f64,
+    pub total_s: f64,
+    pub issued: u64,
+    pub offered: u64,
+    pub accepted: u64,
+    pub throttled: u64,
+    pub ended: u64,
+    /// Starts per second over the last interval.
+    pub rate: f64,
+    /// p99 start latency of the executions ended so far, µs.
+    pub p99_us: f64,
+}
+
+/// Where progress goes: a bar on a terminal, lines otherwise, or nowhere.
+pub trait Progress {
+    fn tick(&mut self, t: &Tick);
+    fn done(&mut self);
+}
+
+/// Counters the sender publishes.
+#[derive(Default)]
+struct Shared {
+    issued: AtomicU64,
+    accepted: AtomicU64,
+    throttled: AtomicU64,
+}
+
+/// What the sender thread returns.
+struct Sent {
+    accepted: u64,
+    throttled: u64,
+    refused: u64,
+    first_refusal: Option<String>,
+    late_ns: Histogram<u64>,
+    last_sent: Duration,
+}
+
+/// Runs the warm-up (if any) and the measured load on `machines` (and `warmup` machines),
+/// drains, and returns what was measured.
+pub fn run<T: Target>(
+    target: &T,
+    machines: &[T::Machine],
+    warmup: &[T::Machine],
+    weights: &[u32],
+    spec: &LoadSpec,
+    progress: &mut dyn Progress,
+) -> RunResult {
+    if spec.warmup_s > 0.0 && !warmup.is_empty() {
+        let w = LoadSpec { duration_s: spec.warmup_s, seed: spec.seed ^ 0x5741_524d, ..spec.clone() };
+        let (sent, _) = phase(target, warmup, weights, &w, "warm-up", progress);
+        drain(target, warmup, sent.accepted, spec.drain, "warm-up drain", progress);
+    }
+    let cpu0 = sys::process_cpu_seconds();
+    let (sent, origin) = phase(target, machines, weights, spec, "load", progress);
+    let drained_from = Instant::now();
+    drain(target, machines, sent.accepted, spec.drain, "drain", progress);
+    let drain_s = drained_from.elapsed().as_secs_f64();
+    let wall_s = origin.elapsed().as_secs_f64();
+    let cpu_seconds = cpu0.zip(sys::process_cpu_seconds()).map(|(a, b)| b - a);
+    progress.done();
+    let offered = Schedule::new(spec.arrivals, spec.rate, spec.duration_s, spec.seed).total();
+    RunResult {
+        scenario: String::new(),
+        target: target.describe(),
+        shards: 0,
+        arrivals: match spec.arrivals {
+            Arrivals::Constant => "constant",
+            Arrivals::Poisson => "poisson",
+        },
+        seed: spec.seed,
+        target_rate: Some(spec.rate),
+        duration_s: spec.duration_s,
+        warmup_s: spec.warmup_s,
+        offered,
+        accepted: sent.accepted,
+        throttled: sent.throttled,
+        refused: sent.refused,
+        first_refusal: sent.first_refusal,
+        send_window_s: sent.last_sent.as_secs_f64(),
+        late_ns: sent.late_ns,
+        figures: target.figures(machines),
+        drain_s,
+        wall_s,
+        cpu_seconds,
+        peak_rss_bytes: sys::peak_rss_bytes(),
+    }
+}
+
+/// One phase of load: the sender on its own thread, progress on this one.
+fn phase<T: Target>(
+    target: &T,
+    machines: &[T::Machine],
+    weights: &[u32],
+    spec: &LoadSpec,
+    name: &'static str,
+    progress: &mut dyn Progress,
+) -> (Sent, Instant) {
+    let shared = Shared::default();
+    let schedule = Schedule::new(spec.arrivals, spec.rate, spec.duration_s, spec.seed);
+    let offered = schedule.total();
+    let origin = Instant::now() + Duration::from_millis(1);
+    let sent = std::thread::scope(|s| {
+        let sender = std::thread::Builder::new()
+            .name("loadgen-sender".into())
+            .spawn_scoped(s, || send(target, machines, weights, schedule, origin, &shared))
+            .expect("the OS starts the sender thread");
+        let mut last = (Instant::now(), 0u64);
+        while !sender.is_finished() {
+            std::thread::sleep(Duration::from_millis(100));
+            if last.0.elapsed() >= Duration::from_millis(500) {
+                let issued = shared.issued.load(Ordering::Relaxed);
+                let now = Instant::now();
+                let rate = (issued - last.1) as f64 / (now - last.0).as_secs_f64();
+                last = (now, issued);
+                let f = target.figures(machines);
+                progress.tick(&Tick {
+                    phase: name,
+                    elapsed_s: now.saturating_duration_since(origin).as_secs_f64(),
+                    total_s: spec.duration_s,
+                    issued,
+                    offered,
+                    accepted: shared.accepted.load(Ordering::Relaxed),
+                    throttled: shared.throttled.load(Ordering::Relaxed),
+                    ended: f.finished() + f.aborted,
+                    rate,
+                    p99_us: f.start_latency_ns.value_at_quantile(0.99) as f64 / 1e3,
+                });
+            }
+        }
+        sender.join().expect("the sender thread does not panic")
+    });
+    (sent, origin)
+}
+
+/// The sender: every start at (or as soon as possible after) its intended time.
+fn send<T: Target>(
+    target: &T,
+    machines: &[T::Machine],
+    weights: &[u32],
+    mut schedule: Schedule,
+    origin: Instant,
+    shared: &Shared,
+) -> Sent {
+    let mut mix = Mix::new(weights);
+    let mut out = Sent {
+        accepted: 0,
+        throttled: 0,
+        refused: 0,
+        first_refusal: None,
+        late_ns: histogram(),
+        last_sent: Duration::ZERO,
+    };
+    let mut now = Instant::now();
+    while let Some(at) = schedule.next_at() {
+        let due = origin + Duration::from_nanos(at);
+        let mut slept = false;
+        if due > now {
+            std::thread::sleep(due - now);
+            now = Instant::now();
+            slept = true;
+        }
+        let late = now.saturating_duration_since(due);
+        let _ = out.late_ns.record(late.as_nanos() as u64);
+        match target.start(&machines[mix.pick()], late) {
+            Started::Accepted => out.accepted += 1,
+            Started::Throttled => out.throttled += 1,
+            Started::Refused(why) => {
+                out.refused += 1;
+                out.first_refusal.get_or_insert(why);
+            }
+        }
+        // Publish after a sleep or every 64 starts (a shared cache line written per start
+        // would cost the sender more than the start itself), and read the clock again:
+        // starts sent in a burst are each later than the one before.
+        let issued = schedule.issued();
+        if slept || issued.is_multiple_of(64) {
+            shared.issued.store(issued, Ordering::Relaxed);
+            shared.accepted.store(out.accepted, Ordering::Relaxed);
+            shared.throttled.store(out.throttled, Ordering::Relaxed);
+        }
+        now = Instant::now();
+    }
+    out.last_sent = now.saturating_duration_since(origin);
+    shared.issued.store(schedule.issued(), Ordering::Relaxed);
+    out
+}
+
+/// Waits until `accepted` executions of `machines` have ended, or `deadline` passes.
+fn drain<T: Target>(
+    target: &T,
+    machines: &[T::Machine],
+    accepted: u64,
+    deadline: Duration,
+    name: &'static str,
+    progress: &mut dyn Progress,
+) {
+    let t0 = Instant::now();
+    let mut last_tick = t0;
+    loop {
+        let ended = target.ended(machines);
+        if ended >= accepted || t0.elapsed() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        if last_tick.elapsed() >= Duration::from_millis(500) {
+            last_tick = Instant::now();
+            let f = target.figures(machines);
+            progress.tick(&Tick {
+                phase: name,
+                elapsed_s: t0.elapsed().as_secs_f64(),
+                total_s: deadline.as_secs_f64(),
+                issued: accepted,
+                offered: accepted,
+                accepted,
+                throttled: 0,
+                ended: f.finished() + f.aborted,
+                rate: 0.0,
+                p99_us: f.start_latency_ns.value_at_quantile(0.99) as f64 / 1e3,
+            });
+        }
+    }
+}

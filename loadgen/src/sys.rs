@@ -1,0 +1,64 @@
+//! `sys`: what the OS says about this process: CPU time and resident memory (Linux
+//! `/proc`; `None` elsewhere).
+//!
+//! Input: `/proc/self/*`. Output: numbers. Never touches: anything else.
+
+/// CPU time (user + system) of the whole process, every thread, in seconds. `/proc`
+/// counts in USER_HZ, which Linux fixes at 100 for user space: 10 ms resolution.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_from_stat(&stat)
+}
+
+/// CPU time of the calling thread, in seconds (same resolution).
+pub fn thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    cpu_from_stat(&stat)
+}
+
+/// utime + stime from a `stat` line. Fields after the command name (which may contain
+/// spaces, hence the last ')'): state is field 3, utime 14, stime 15.
+fn cpu_from_stat(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// Resident memory now (`VmRSS`), bytes.
+pub fn rss_bytes() -> Option<u64> {
+    status_kib("VmRSS:").map(|k| k * 1024)
+}
+
+/// Peak resident memory of the process so far (`VmHWM`), bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    status_kib("VmHWM:").map(|k| k * 1024)
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_spaces_in_the_name_parse() {
+        let line = "123 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        assert_eq!(cpu_from_stat(line), Some(3.0));
+        assert_eq!(cpu_from_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_has_memory_and_cpu_figures_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(rss_bytes().unwrap() > 0);
+            assert!(peak_rss_bytes().unwrap() >= rss_bytes().unwrap() / 2);
+            assert!(process_cpu_seconds().is_some());
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! `target`: what loadgen sends starts to.
+//!
+//! Input: a [`Scenario`] to register, starts to send. Output: whether each start was
+//! accepted, and the figures of the executions (statuses, start latency, duration).
+//! Never touches: schedules or verdicts (the driver and the checks own those).
+//!
+//! [`Target`] is the seam: the embedded engine ([`Embedded`], in this process, no server)
+//! implements it today; the HTTP API server and a multi-node cluster are meant to
+//! implement the same trait, so one tool drives all three. A target measures start latency
+//! from each start's *intended* send time (the driver passes how late the call is), to the
+//! moment the execution begins on the target: for the embedded engine, when a shard takes
+//! it from its inbox, parses its input and enters its first state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use sfn::clock::Clock;
+use sfn::executor::{Engine, Input, MachineSpec, Shutdown, StartError, StateMachine};
+use sfn::local::Status;
+
+use crate::scenario::{Component, Scenario};
+
+/// The answer to one start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Started {
+    Accepted,
+    /// The target refused it for lack of room (the embedded engine: every inbox full).
+    Throttled,
+    /// Refused for another reason (shutting down, bad name, ...).
+    Refused(String),
+}
+
+/// Figures of a set of machines (one run), summed.
+#[derive(Clone, Debug)]
+pub struct Figures {
+    /// Starts the target has begun (accepted starts still queued are not counted).
+    pub begun: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    /// Dropped unfinished by a shutdown.
+    pub aborted: u64,
+    /// Executions run again after a panic (at least once).
+    pub rerun: u64,
+    pub transitions: u64,
+    /// Intended send time → execution begun, nanoseconds.
+    pub start_latency_ns: Histogram<u64>,
+    /// Accepted → ended, nanoseconds of the target's clock.
+    pub duration_ns: Histogram<u64>,
+}
+
+impl Figures {
+    /// Executions that reached a final status.
+    pub fn finished(&self) -> u64 {
+        self.succeeded + self.failed + self.timed_out
+    }
+}
+
+/// The target's memory, for checking that it is returned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Executions held (running or parked).
+    pub executions: u64,
+    pub parked: u64,
+    /// Bytes of parked executions' arenas.
+    pub parked_bytes: u64,
+    /// Reset arenas kept for reuse, and the executors' tables.
+    pub pooled_bytes: u64,
+    pub table_bytes: u64,
+    pub timers: u64,
+}
+
+/// Something loadgen can start executions on.
+pub trait Target: Send + Sync {
+    /// A registered workflow, as the target starts it.
+    type Machine: Send + Sync;
+
+    /// One line saying what this is ("embedded engine, 2 shards").
+    fn describe(&self) -> String;
+
+    /// Registers every component of `scenario` under a fresh name (`label` + component),
+    /// so each run's figures are its own; with `check`, runs each built-in component once
+    /// and compares its output with the expected one. Errors name the file and problem.
+    fn prepare(&self, label: &str, scenario: &Scenario, check: bool) -> Result<Vec<Self::Machine>, String>;
+
+    /// Starts one execution; `late` is how long after its intended send time this call is
+    /// made (the target adds it to the start latency it measures).
+    fn start(&self, machine: &Self::Machine, late: Duration) -> Started;
+
+    /// Executions of `machines` that ended (any status): cheap enough to poll.
+    fn ended(&self, machines: &[Self::Machine]) -> u64;
+
+    /// Counters and histograms of `machines`.
+    fn figures(&self, machines: &[Self::Machine]) -> Figures;
+
+    /// Memory held, when the target can tell (an in-process engine can).
+    fn memory(&self) -> Option<Memory>;
+}
+
+/// How to build the embedded engine.
+#[derive(Clone)]
+pub struct EmbeddedConfig {
+    pub shards: usize,
+    pub inbox_capacity: usize,
+    pub seed: u64,
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+/// The sharded engine in this process.
+pub struct Embedded {
+    engine: Engine,
+    shards: usize,
+}
+
+/// A machine registered on the embedded engine, with its input (shared: starting copies
+/// nothing).
+pub struct EmbeddedMachine {
+    pub machine: StateMachine,
+    pub input: Input,
+}
+
+impl Embedded {
+    pub fn new(config: &EmbeddedConfig) -> Embedded {
+        let mut b = Engine::builder().shards(config.shards).inbox_capacity(config.inbox_capacity).seed(config.seed);
+        if let Some(c) = &config.clock {
+            b = b.clock(c.clone());
+        }
+        Embedded { engine: b.build(), shards: config.shards.max(1) }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn register(&self, label: &str, c: &Component) -> Result<EmbeddedMachine, String> {
+        let name = format!("{label}-{}", c.name);
+        let spec = MachineSpec {
+            handlers: Some(&c.handlers),
+            mocks: c.mocks.as_ref(),
+            ..MachineSpec::new(&name, &c.definition, c.machine_type)
+        };
+        let machine = self.engine.register(spec).map_err(|e| match e {
+            sfn::executor::RegisterError::InvalidDefinition(diags) => {
+                let list: String = diags.iter().map(|d| format!("\n  {d}")).collect();
+                format!("{} is not a valid definition:{list}", c.definition_source)
+            }
+            other => format!("{}: {other}", c.definition_source),
+        })?;
+        let input = Input::from_json(c.input.clone())
+            .map_err(|e| format!("the execution input {} is not valid: {e}", c.input_source))?;
+        Ok(EmbeddedMachine { machine, input })
+    }
+
+    /// Shuts the engine down, abandoning what still runs; returns how many were.
+    pub fn shutdown(&self) -> u64 {
+        self.engine.shutdown(Shutdown::Abandon).abandoned
+    }
+}
+
+impl Target for Embedded {
+    type Machine = EmbeddedMachine;
+
+    fn describe(&self) -> String {
+        format!("embedded engine, {} shard{}", self.shards, if self.shards == 1 { "" } else { "s" })
+    }
+
+    fn prepare(&self, label: &str, scenario: &Scenario, check: bool) -> Result<Vec<EmbeddedMachine>, String> {
+        let machines: Vec<EmbeddedMachine> =
+            scenario.components.iter().map(|c| self.register(label, c)).collect::<Result<_, _>>()?;
+        if check {
+            // All at once: a component that waits does not hold up the others.
+            let pending: Vec<_> =
+                machines.iter().map(|m| self.engine.start_sync(&m.machine, &m.input, Some("loadgen-check"))).collect();
+            for ((c, m), p) in scenario.components.iter().zip(&machines).zip(pending) {
+                let r = p.wait().map_err(|e| format!("{}: the check run was not started: {e}", m.machine.name()))?;
+                if let Some(expected) = &c.expected_output {
+                    if r.status != Status::Succeeded || r.output.as_deref() != Some(expected.as_str()) {
+                        return Err(format!(
+                            "scenario {} changed behaviour: {} ended {} with output {} error {} cause {}; expected \
+                             SUCCEEDED with {expected}",
+                            scenario.name,
+                            c.name,
+                            r.status.as_str(),
+                            r.output.as_deref().unwrap_or("-"),
+                            r.error.as_deref().unwrap_or("-"),
+                            r.cause.as_deref().unwrap_or("-"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(machines)
+    }
+
+    #[inline]
+    fn start(&self, m: &EmbeddedMachine, late: Duration) -> Started {
+        let requested_at = self.engine.clock().now().saturating_sub(late.as_nanos() as i64);
+        match self.engine.start_requested(&m.machine, &m.input, None, requested_at) {
+            Ok(_) => Started::Accepted,
+            Err(StartError::Throttled) => Started::Throttled,
+            Err(e) => Started::Refused(e.to_string()),
+        }
+    }
+
+    fn ended(&self, machines: &[EmbeddedMachine]) -> u64 {
+        machines.iter().map(|m| self.engine.ended(&m.machine)).sum()
+    }
+
+    fn figures(&self, machines: &[EmbeddedMachine]) -> Figures {
+        let mut f = Figures {
+            begun: 0,
+            succeeded: 0,
+            failed: 0,
+            timed_out: 0,
+            aborted: 0,
+            rerun: 0,
+            transitions: 0,
+            start_latency_ns: histogram(),
+            duration_ns: histogram(),
+        };
+        for m in machines {
+            let x = self.engine.metrics(&m.machine);
+            f.begun += x.accepted;
+            f.succeeded += x.succeeded;
+            f.failed += x.failed;
+            f.timed_out += x.timed_out;
+            f.aborted += x.aborted;
+            f.rerun += x.rerun;
+            f.transitions += x.transitions;
+            f.start_latency_ns.add(&x.start_latency_ns).expect("auto-resizing histograms accept any value");
+            f.duration_ns.add(&x.duration_ns).expect("auto-resizing histograms accept any value");
+        }
+        f
+    }
+
+    fn memory(&self) -> Option<Memory> {
+        let mut m = Memory::default();
+        for g in self.engine.gauges() {
+            m.executions += g.executions;
+            m.parked += g.parked;
+            m.parked_bytes += g.arena_bytes;
+            m.pooled_bytes += g.pooled_bytes;
+            m.table_bytes += g.table_bytes;
+            m.timers += g.timers;
+        }
+        Some(m)
+    }
+}
+
+/// Nanoseconds, 2 significant digits (1%), growing as needed: the engine's precision.
+pub fn histogram() -> Histogram<u64> {
+    let mut h = Histogram::new(2).expect("valid precision");
+    h.auto(true);
+    h
+}
