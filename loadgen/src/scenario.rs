@@ -19,7 +19,7 @@ use sfn::value::{Arena, Value};
 use sfn_benches::Workload;
 
 /// The built-in scenarios, as named on the command line.
-pub const NAMES: [&str; 6] = ["pass4", "rider", "choice-loop", "map100", "checkpoint", "mixed"];
+pub const NAMES: [&str; 7] = ["pass4", "rider", "rider-jsonata", "choice-loop", "map100", "checkpoint", "mixed"];
 
 /// One workflow of a scenario.
 #[derive(Clone)]
@@ -64,6 +64,7 @@ pub fn built_in(name: &str) -> Result<Scenario, String> {
     let components = match name {
         "pass4" => vec![workload(Workload::Pass4, 1)],
         "rider" => vec![workload(Workload::Rider, 1)],
+        "rider-jsonata" => vec![workload(Workload::RiderJsonata, 1)],
         "choice-loop" => vec![workload(Workload::ChoiceLoop, 1)],
         "map100" => vec![workload(Workload::Map100, 1)],
         "checkpoint" => vec![checkpoint(1)],
@@ -173,10 +174,11 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 fn workload(w: Workload, weight: u32) -> Component {
     let source = match w {
         Workload::Rider => "examples/rider-photo.express.asl.json".to_owned(),
+        Workload::RiderJsonata => "examples/rider-photo-jsonata.express.asl.json".to_owned(),
         other => format!("benches/data/{}.asl.json", other.name()),
     };
     let input_source = match w {
-        Workload::Rider => "examples/rider-photo.input.json".to_owned(),
+        Workload::Rider | Workload::RiderJsonata => "examples/rider-photo.input.json".to_owned(),
         other => format!("benches/data/{}.input.json", other.name()),
     };
     Component {

@@ -35,9 +35,10 @@ const TOLERANCE: f64 = 0.05;
 
 /// (name, N₁, N₂): iteration counts large enough that one iteration's cost is the bulk of
 /// the difference, small enough that the gate stays well under a minute.
-const BENCHES: [(&str, u64, u64); 5] = [
+const BENCHES: [(&str, u64, u64); 6] = [
     ("execute/pass4", 1_000, 3_000),
     ("execute/rider", 1_000, 3_000),
+    ("execute/rider-jsonata", 300, 900),
     ("execute/choice-loop", 200, 600),
     ("execute/map100", 50, 150),
     ("compile/rider", 50, 150),
