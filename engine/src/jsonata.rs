@@ -102,6 +102,76 @@ pub struct Expr {
     states: StatesUse,
     /// Which of the functions this module provides (or replaces) the expression names.
     functions: u16,
+    /// A plain path over a variable (`$states.input.a`, `$x.y`): see [`Direct`].
+    direct: Option<Direct>,
+}
+
+/// `$root.field.field...` with nothing else in it (no predicates, bindings, wildcards).
+/// Evaluated on the arena value itself when that gives what the crate would: the path
+/// meets only objects, and the value it reaches converts unchanged (no number or key that
+/// JavaScript would rewrite, see [`js_faithful`]). Otherwise the crate evaluates it.
+struct Direct {
+    root: Box<str>,
+    fields: Box<[Box<str>]>,
+}
+
+impl Direct {
+    fn of(ast: &AstNode) -> Option<Direct> {
+        let plain = |s: &PathStep| {
+            s.stages.is_empty()
+                && s.focus.is_none()
+                && s.index_var.is_none()
+                && s.ancestor_label.is_none()
+                && !s.is_tuple
+                && !s.inner_tuple
+        };
+        let (root, rest) = match ast {
+            AstNode::Variable(v) => (v, &[][..]),
+            AstNode::Path { steps } => {
+                let (first, rest) = steps.split_first()?;
+                match &first.node {
+                    AstNode::Variable(v) if plain(first) => (v, rest),
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        if root.is_empty() {
+            return None;
+        }
+        let fields = rest
+            .iter()
+            .map(|s| match &s.node {
+                AstNode::Name(n) if plain(s) => Some(n.as_str().into()),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        Some(Direct { root: root.as_str().into(), fields })
+    }
+
+    fn eval<'a>(&self, bindings: &Bindings<'a, '_>) -> Option<Value<'a>> {
+        let mut v = if &*self.root == "states" { bindings.states? } else { (bindings.variables)(&self.root)? };
+        for field in self.fields.iter() {
+            match v {
+                Value::Object(_) => v = v.get(field)?,
+                _ => return None,
+            }
+        }
+        js_faithful(v).then_some(v)
+    }
+}
+
+/// Whether converting `v` to the crate's value and back gives `v` again: no integral or
+/// non-finite double (JavaScript prints `3.0` as `3`), no integer beyond 2^53, no object key
+/// that is an array index (JavaScript moves those first).
+fn js_faithful(v: Value<'_>) -> bool {
+    match v {
+        Value::Int(i) => i.unsigned_abs() <= 1 << 53,
+        Value::Float(f) => f.is_finite() && f.fract() != 0.0,
+        Value::Array(items) => items.iter().all(|x| js_faithful(*x)),
+        Value::Object(members) => members.iter().all(|(k, x)| array_index(k).is_none() && js_faithful(*x)),
+        Value::Null | Value::Bool(_) | Value::Str(_) => true,
+    }
 }
 
 // The compiled program is shared between threads; a parsed expression must be too.
@@ -245,12 +315,14 @@ impl Expr {
         } else {
             StatesUse::Fields(uses.states_fields)
         };
+        let direct = Direct::of(&ast);
         Ok(Expr {
             source: source.into(),
             ast,
             variables: uses.variables.into_boxed_slice(),
             states,
             functions: uses.functions & !uses.context_reads,
+            direct,
         })
     }
 
@@ -291,12 +363,27 @@ impl Expr {
         input: Option<Value<'_>>,
         bindings: &Bindings<'_, '_>,
     ) -> Result<Value<'a>, QueryError> {
-        self.eval_memo(bump, input, bindings, None)
+        self.eval_crate(bump, input, bindings, None)
     }
 
-    /// [`Expr::eval`] with the execution's [`Memo`]: values converted before (by earlier
-    /// evaluations, or results of them) are not converted again.
+    /// How the VM evaluates: a plain path directly on the arena values when that gives
+    /// what the crate would (no conversion, no copy), else [`Expr::eval`] with the
+    /// execution's [`Memo`]. `$` is undefined, as in every ASL field.
     pub fn eval_memo<'a>(
+        &self,
+        bump: &'a Bump,
+        bindings: &Bindings<'a, '_>,
+        memo: Option<&Memo>,
+    ) -> Result<Value<'a>, QueryError> {
+        if let Some(v) = self.direct.as_ref().and_then(|d| d.eval(bindings)) {
+            return Ok(v);
+        }
+        self.eval_crate(bump, None, bindings, memo)
+    }
+
+    /// Evaluation by the crate; with a [`Memo`], values converted before (by earlier
+    /// evaluations, or results of them) are not converted again.
+    fn eval_crate<'a>(
         &self,
         bump: &'a Bump,
         input: Option<Value<'_>>,

@@ -112,7 +112,7 @@ impl Query {
         };
         let bindings =
             Bindings { states, variables: &lookup, random_seed: env.random_u64(), now_millis: env.now_millis() };
-        self.expr.eval_memo(env.bump(), None, &bindings, env.jsonata_memo())
+        self.expr.eval_memo(env.bump(), &bindings, env.jsonata_memo())
     }
 
     /// `States.QueryEvaluationError` with AWS's cause for `e` raised by this expression.

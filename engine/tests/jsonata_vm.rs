@@ -194,3 +194,26 @@ fn millis_and_random_come_from_the_engine_clock_and_seed() {
     assert_eq!(a, output(&run_seeded(&def, &json!({}), &ManualClock::fixed(), 7)), "same seed, same draws");
     assert_ne!(a["u"], output(&run_seeded(&def, &json!({}), &ManualClock::fixed(), 8))["u"]);
 }
+
+#[test]
+fn plain_paths_give_what_javascript_gives() {
+    // `$states.input...` and `$var...` are read straight from the execution's values unless
+    // JavaScript would rewrite them: integral doubles, array-index keys (moved first).
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"v": "{% $states.input.inner %}"},
+              "Output": {"whole": "{% $states.input %}", "deep": "{% $states.input.inner.x %}"}, "Next": "B"},
+        "B": {"Type": "Pass", "Output": {"prev": "{% $states.input %}", "v": "{% $v %}", "vx": "{% $v.x %}"}, "End": true}
+    }});
+    let input = json!({"b": 0.5, "10": "ten", "inner": {"x": 2.0, "y": "s"}, "big": 9007199254740993_i64});
+    let out = output(&run(&def, &input));
+    let whole = json!({"10": "ten", "b": 0.5, "inner": {"x": 2, "y": "s"}, "big": 9007199254740992_i64});
+    assert_eq!(
+        out.to_string(),
+        json!({"prev": {"whole": whole, "deep": 2}, "v": {"x": 2, "y": "s"}, "vx": 2}).to_string()
+    );
+
+    // Values JavaScript keeps as they are come out unchanged.
+    let plain = json!({"x": 0.5, "s": "x", "n": [1, {"k": null}], "t": true});
+    let out = output(&run(&def, &json!({"inner": plain.clone()})));
+    assert_eq!(out["v"].to_string(), plain.to_string());
+}
