@@ -608,3 +608,39 @@ fn logging_without_a_writer_is_refused() {
     let err = e.register(spec).unwrap_err();
     assert!(err.to_string().starts_with("InvalidLoggingConfiguration"), "{err}");
 }
+
+#[test]
+fn idle_shards_give_back_what_a_burst_grew() {
+    // 12,000 executions parked in a Wait at once, then all ended by the cap: the shards
+    // keep at most their idle allowance of pooled arenas and no oversized table.
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let e = Engine::builder().shards(2).inbox_capacity(16_384).clock(clock.clone()).seed(7).build();
+    let m = register(
+        &e,
+        "Burst",
+        r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":400,"End":true}}}"#,
+        MachineType::Express,
+    );
+    let n = 12_000;
+    for _ in 0..n {
+        e.start(&m, &input(r#"{"k":"v"}"#), None).expect("room in the inboxes");
+    }
+    eventually("every execution parks", || parked(&e) == n);
+    let big: u64 = e.gauges().iter().map(|g| g.table_bytes).sum();
+    clock.set(t0 + 300 * S);
+    eventually("every execution ends", || e.ended(&m) == n);
+    eventually("the shards go idle and trim", || {
+        e.gauges().iter().all(|g| g.executions == 0 && g.timers == 0 && g.pooled_arenas <= 1024)
+    });
+    let small: u64 = e.gauges().iter().map(|g| g.table_bytes).sum();
+    assert!(small * 10 < big, "table bytes {big} while parked, {small} idle");
+    assert_eq!(e.metrics(&m).timed_out, n);
+
+    // The shards still work, and a late timer of an old execution cannot touch a new one.
+    let again = e.start_sync(&m, &input("{}"), None);
+    clock.set(t0 + 700 * S);
+    let r = again.wait().unwrap();
+    assert_eq!(r.status, Status::TimedOut);
+    assert_eq!(r.stop_date - r.start_date, 300 * S);
+}

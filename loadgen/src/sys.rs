@@ -36,6 +36,14 @@ pub fn peak_rss_bytes() -> Option<u64> {
     status_kib("VmHWM:").map(|k| k * 1024)
 }
 
+/// Hands the calling thread's free pages back to the OS (mimalloc keeps a thread's freed
+/// pages until that thread collects). Called before reading RSS after a wave, so the
+/// figure shows what is still in use, not what the allocator has cached.
+pub fn release_free_memory() {
+    // SAFETY: mi_collect takes no pointer and may be called on any thread.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;

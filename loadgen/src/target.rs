@@ -122,7 +122,14 @@ pub struct EmbeddedMachine {
 
 impl Embedded {
     pub fn new(config: &EmbeddedConfig) -> Embedded {
-        let mut b = Engine::builder().shards(config.shards).inbox_capacity(config.inbox_capacity).seed(config.seed);
+        let mut b = Engine::builder()
+            .shards(config.shards)
+            .inbox_capacity(config.inbox_capacity)
+            .seed(config.seed)
+            // mimalloc keeps pages a thread freed until that thread collects; an idle
+            // shard has just freed a burst's arenas and table.
+            // SAFETY: mi_collect takes no pointer and may be called on any thread.
+            .on_idle(std::sync::Arc::new(|| unsafe { libmimalloc_sys::mi_collect(true) }));
         if let Some(c) = &config.clock {
             b = b.clock(c.clone());
         }

@@ -90,7 +90,12 @@ pub struct EngineBuilder {
     arena_keep_bytes: usize,
     seed: u64,
     logs: Option<LogWriter>,
+    on_idle: Option<IdleHook>,
 }
+
+/// Called on a shard thread when the shard has no execution left and has given back
+/// what the last burst grew (see [`EngineBuilder::on_idle`]).
+pub type IdleHook = Arc<dyn Fn() + Send + Sync>;
 
 impl Default for EngineBuilder {
     fn default() -> Self {
@@ -108,6 +113,7 @@ impl Default for EngineBuilder {
             arena_keep_bytes: 64 * 1024,
             seed: 0x5f6e_2024,
             logs: None,
+            on_idle: None,
         }
     }
 }
@@ -192,6 +198,16 @@ impl EngineBuilder {
         self
     }
 
+    /// A function each shard calls, on its own thread, when its last execution has ended
+    /// and it has dropped the pooled arenas and table slots beyond what it keeps for the
+    /// next burst. The engine does not know the global allocator; a program using mimalloc
+    /// passes `mi_collect` here so the freed pages go back to the OS (the `sfn` and
+    /// `loadgen` binaries do).
+    pub fn on_idle(mut self, hook: IdleHook) -> Self {
+        self.on_idle = Some(hook);
+        self
+    }
+
     /// Starts the shards.
     pub fn build(self) -> Engine {
         let inner = Arc::new(Inner {
@@ -212,6 +228,7 @@ impl EngineBuilder {
             seed: self.seed,
             threads: Mutex::new(Vec::new()),
             logs: RwLock::new(self.logs),
+            on_idle: self.on_idle,
         });
         if let Some(h) = self.tokio {
             let _ = inner.tokio.set(Tokio::Borrowed(h));
@@ -678,6 +695,7 @@ pub(crate) struct Inner {
     threads: Mutex<Vec<JoinHandle<u64>>>,
     /// Read-locked by shards only for machines that log; taken at shutdown to flush.
     logs: RwLock<Option<LogWriter>>,
+    on_idle: Option<IdleHook>,
 }
 
 impl Inner {

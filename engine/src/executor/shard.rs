@@ -33,6 +33,14 @@ use crate::vm::{AsyncCall, CallbackError, Outcome, Poll};
 /// Starts taken per turn before timers and parked executions get their share.
 const START_BATCH: usize = 64;
 
+/// What a shard with no execution keeps for the next burst: pooled arenas (at most this
+/// many, and this many bytes) and table slots (all of them, up to this many; a larger
+/// table is given back whole). A burst of a million parked executions leaves the shard
+/// as small as this once they have ended.
+const IDLE_KEEP_ARENAS: usize = 1024;
+const IDLE_KEEP_ARENA_BYTES: usize = 4 << 20;
+const IDLE_KEEP_SLOTS: usize = 4096;
+
 const EXPRESS_CAP_CAUSE: &str = "The execution ran longer than the 300 seconds an Express execution may run.";
 const STANDARD_CAP_CAUSE: &str = "The execution ran longer than the one year a Standard execution may run.";
 
@@ -68,6 +76,9 @@ struct Shard {
     parked_bytes: usize,
     /// One log record being formatted (reused).
     log_line: Vec<u8>,
+    /// The generation new slots start at: above every generation handed out before the
+    /// table was last given back, so late answers and timers never match a new execution.
+    gen_floor: u32,
 }
 
 /// The shard thread's body. Returns the number of executions it abandoned at shutdown.
@@ -88,6 +99,7 @@ pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
         parked: 0,
         parked_bytes: 0,
         log_line: Vec::new(),
+        gen_floor: 0,
     };
     loop {
         match catch_unwind(AssertUnwindSafe(|| shard.turn())) {
@@ -162,6 +174,9 @@ impl Shard {
             }
         }
         if self.ready.is_empty() && q.starts.is_empty() && q.control.is_empty() {
+            if self.held == 0 {
+                self.trim_idle();
+            }
             self.publish_gauges();
             let mut wait = self.timers.next().map(|t| self.clock().real_wait(t));
             if let Some(deadline) = self.draining {
@@ -174,6 +189,43 @@ impl Shard {
             }
         }
         Turn::Continue
+    }
+
+    /// With no execution left, gives back what the last burst grew beyond the idle
+    /// allowance (`IDLE_KEEP_*`). Every timer left is stale then (its slot's generation has
+    /// moved on), so the timer heap goes too.
+    fn trim_idle(&mut self) {
+        let mut gave_back = false;
+        if self.pool.len() > IDLE_KEEP_ARENAS || self.pooled_bytes > IDLE_KEEP_ARENA_BYTES {
+            self.pool.sort_by_key(|a| a.allocated_bytes());
+            let mut kept = 0;
+            let mut bytes = 0;
+            for a in &self.pool {
+                if kept == IDLE_KEEP_ARENAS || bytes + a.allocated_bytes() > IDLE_KEEP_ARENA_BYTES {
+                    break;
+                }
+                kept += 1;
+                bytes += a.allocated_bytes();
+            }
+            gave_back = true;
+            self.pool.truncate(kept);
+            self.pool.shrink_to_fit();
+            self.pooled_bytes = bytes;
+        }
+        if self.slots.len() > IDLE_KEEP_SLOTS {
+            let newest = self.slots.iter().map(|s| s.gen).max().unwrap_or(0);
+            self.gen_floor = self.gen_floor.max(newest.wrapping_add(1));
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.ready = VecDeque::new();
+            self.timers = Timers::default();
+            gave_back = true;
+        }
+        if gave_back {
+            if let Some(hook) = &self.inner.on_idle {
+                hook();
+            }
+        }
     }
 
     fn publish_gauges(&self) {
@@ -238,7 +290,7 @@ impl Shard {
         let slot = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { gen: 0, live: None, parked_bytes: 0 });
+                self.slots.push(Slot { gen: self.gen_floor, live: None, parked_bytes: 0 });
                 self.slots.len() as u32 - 1
             }
         };
