@@ -163,6 +163,44 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.patterns.is_empty()
     }
+
+    /// Registers `handler` for `resource` unless an exact registration exists already
+    /// (the engine's built-in integrations give way to the embedder's own).
+    pub fn register_default(&mut self, resource: &str, handler: Handler) -> &mut Self {
+        if !self.exact.contains_key(resource) {
+            self.exact.insert(resource.to_owned(), handler);
+        }
+        self
+    }
+
+    /// The same registry with every synchronous handler turned into an asynchronous one
+    /// (same answer, over owned JSON). Durable executions need every task answer to pass
+    /// through the driver, which journals it: an inline handler would run again on resume.
+    pub fn to_async(&self) -> Registry {
+        let wrap = |h: &Handler| match h {
+            Handler::Async(_) => h.clone(),
+            Handler::Sync(s) => {
+                let s = s.clone();
+                Handler::Async(Arc::new(move |ctx: OwnedTaskContext, input: serde_json::Value| -> TaskFuture {
+                    let bump = bumpalo::Bump::new();
+                    let borrowed = TaskContext {
+                        state_name: &ctx.state_name,
+                        resource: &ctx.resource,
+                        retry_count: ctx.retry_count,
+                        task_token: ctx.task_token.as_deref(),
+                        execution_arn: &ctx.execution_arn,
+                    };
+                    let answer =
+                        s.call(&borrowed, Value::from_serde(&bump, &input), Arena::new(&bump)).map(|v| v.to_serde());
+                    Box::pin(std::future::ready(answer))
+                }))
+            }
+        };
+        Registry {
+            exact: self.exact.iter().map(|(k, h)| (k.clone(), wrap(h))).collect(),
+            patterns: self.patterns.iter().map(|(k, h)| (k.clone(), wrap(h))).collect(),
+        }
+    }
 }
 
 /// `*` matches any run of characters; everything else is literal.

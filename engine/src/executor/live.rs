@@ -40,6 +40,8 @@ pub(super) struct Live {
     pub calls_in_flight: u32,
     /// Tokens of this execution's callback tasks registered for routing.
     pub tokens: Vec<Box<str>>,
+    /// A durable (stored, journaled) execution's bookkeeping.
+    pub durable: Option<Box<super::durable::Durable>>,
     /// The execution ARN, in the arena (empty until `begin`). Safety: as the execution's
     /// borrows; never handed out beyond `&self`.
     execution_arn: &'static str,
@@ -65,6 +67,7 @@ impl Live {
             armed: i64::MAX,
             calls_in_flight: 0,
             tokens: Vec::new(),
+            durable: None,
             execution_arn: "",
         }
     }

@@ -35,8 +35,10 @@
 //! [`LogWriter`], whose bounded queue drops and counts lines rather than stalling a shard.
 //! Express executions keep no history beyond that, as at AWS.
 
+mod durable;
 mod live;
 mod metrics;
+mod nested;
 mod shard;
 mod timers;
 
@@ -64,6 +66,7 @@ use crate::local::Status;
 use crate::logs::{LogLevel, LogWriter, LoggingConfig};
 use crate::mocks::MockSet;
 use crate::program::Program;
+use crate::store::{Created, ExecutionRecord, ListFilter, Page, RecordStatus, Store, StoreError, Write};
 use crate::validate::MachineType;
 use crate::value::byte_offset;
 use crate::vm::CallbackError;
@@ -91,6 +94,7 @@ pub struct EngineBuilder {
     seed: u64,
     logs: Option<LogWriter>,
     on_idle: Option<IdleHook>,
+    store: Option<Arc<dyn Store>>,
 }
 
 /// Called on a shard thread when the shard has no execution left and has given back
@@ -114,6 +118,7 @@ impl Default for EngineBuilder {
             seed: 0x5f6e_2024,
             logs: None,
             on_idle: None,
+            store: None,
         }
     }
 }
@@ -208,8 +213,19 @@ impl EngineBuilder {
         self
     }
 
+    /// Where Standard executions are kept (see [`crate::store`]). With a store, every state
+    /// transition of a Standard execution is committed to it before the next one runs,
+    /// its history is recorded, `start` is idempotent on the execution name, and
+    /// registering a machine resumes its unfinished executions from their journals.
+    /// Without one, Standard executions run in memory like Express ones.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Starts the shards.
     pub fn build(self) -> Engine {
+        let engine_ref = Arc::new(OnceLock::new());
         let inner = Arc::new(Inner {
             shards: OnceLock::new(),
             next: AtomicUsize::new(0),
@@ -229,7 +245,10 @@ impl EngineBuilder {
             threads: Mutex::new(Vec::new()),
             logs: RwLock::new(self.logs),
             on_idle: self.on_idle,
+            store: self.store,
+            engine_ref: engine_ref.clone(),
         });
+        let _ = engine_ref.set(Arc::downgrade(&inner));
         if let Some(h) = self.tokio {
             let _ = inner.tokio.set(Tokio::Borrowed(h));
         }
@@ -256,7 +275,7 @@ impl EngineBuilder {
             threads.push(t);
         }
         drop(threads);
-        Engine { inner }
+        Engine { inner, owner: true }
     }
 }
 
@@ -325,6 +344,10 @@ pub(crate) struct MachineEntry {
     /// Some task waits for a callback (`.waitForTaskToken`): its tokens are routed.
     callbacks: bool,
     logging: LoggingConfig,
+    /// Standard on an engine with a store: journaled, resumable, with a history.
+    durable: bool,
+    /// Hex SHA-256 of the definition (a resumed execution must find the same one).
+    definition_hash: String,
     throttled: AtomicU64,
     stats: Box<[metrics::ShardStats]>,
 }
@@ -397,6 +420,12 @@ pub enum StartError {
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// A Standard execution with this name exists, and is closed or had another input.
+    #[error("ExecutionAlreadyExists: Execution Already Exists: '{0}'")]
+    ExecutionAlreadyExists(String),
+    /// The store failed to record the start.
+    #[error("the store failed: {0}")]
+    Store(String),
 }
 
 /// How an execution is named.
@@ -594,6 +623,13 @@ pub(crate) struct Start {
     reply: Option<tokio::sync::oneshot::Sender<SyncResult>>,
     /// Runs so far that ended in a panic.
     reruns: u32,
+    /// A durable (Standard, stored) execution: its record and, when resuming, its journal.
+    durable: Option<Box<DurableStart>>,
+}
+
+pub(crate) struct DurableStart {
+    record: ExecutionRecord,
+    journal: Vec<Vec<u8>>,
 }
 
 impl Start {
@@ -626,6 +662,8 @@ pub(crate) enum Control {
         action: Callback,
         reply: tokio::sync::oneshot::Sender<Result<(), CallbackError>>,
     },
+    /// The group commit holding a durable execution's last writes is durable (or failed).
+    Committed { slot: u32, gen: u32, result: Result<(), String> },
     /// Test hook: panic in the shard's own loop (not inside an execution).
     Panic,
 }
@@ -696,6 +734,9 @@ pub(crate) struct Inner {
     /// Read-locked by shards only for machines that log; taken at shutdown to flush.
     logs: RwLock<Option<LogWriter>>,
     on_idle: Option<IdleHook>,
+    store: Option<Arc<dyn Store>>,
+    /// The engine itself, for the built-in `states:startExecution` integration.
+    engine_ref: Arc<OnceLock<std::sync::Weak<Inner>>>,
 }
 
 impl Inner {
@@ -721,6 +762,9 @@ impl Inner {
 /// The engine: shards, registered machines, metrics. Dropping it abandons whatever runs.
 pub struct Engine {
     inner: Arc<Inner>,
+    /// Dropping the owner stops the engine; the handles the built-in integrations hold
+    /// (`states:startExecution`) do not.
+    owner: bool,
 }
 
 impl Engine {
@@ -739,10 +783,20 @@ impl Engine {
                 spec.logging.level.as_str()
             )));
         }
-        let handlers = spec.handlers.unwrap_or(&self.inner.handlers);
+        let durable = spec.machine_type == MachineType::Standard && self.inner.store.is_some();
+        let mut handlers = spec.handlers.unwrap_or(&self.inner.handlers).clone();
+        nested::register(&mut handlers, &self.inner.engine_ref);
+        if durable {
+            // Every answer must pass through the shard, which journals it.
+            handlers = handlers.to_async();
+        }
         let program =
-            crate::load(spec.definition, spec.machine_type, Bindings { handlers: Some(handlers), mocks: spec.mocks })
+            crate::load(spec.definition, spec.machine_type, Bindings { handlers: Some(&handlers), mocks: spec.mocks })
                 .map_err(RegisterError::InvalidDefinition)?;
+        let definition_hash = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(spec.definition))
+        };
         let (region, account, name) = (&self.inner.region, &self.inner.account, spec.name);
         let cap = match spec.machine_type {
             MachineType::Express => EXPRESS_MAX_SECONDS,
@@ -764,6 +818,8 @@ impl Engine {
             max_nanos: cap as i64 * NANOS_PER_SEC,
             callbacks: program.tasks.iter().any(|t| t.callback),
             logging: spec.logging,
+            durable,
+            definition_hash,
             program: Arc::new(program),
             throttled: AtomicU64::new(0),
             stats: (0..self.inner.shards().len()).map(|_| metrics::ShardStats::default()).collect(),
@@ -774,7 +830,60 @@ impl Engine {
         }
         let m = StateMachine(Arc::new(entry));
         machines.push(m.clone());
+        drop(machines);
+        if durable {
+            self.resume(&m);
+        }
         Ok(m)
+    }
+
+    /// Resumes every unfinished execution of a durable machine from its journal. One whose
+    /// definition changed since it started cannot be replayed: it fails.
+    fn resume(&self, m: &StateMachine) {
+        let Some(store) = &self.inner.store else { return };
+        let records = match store.unfinished(&m.0.arn) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("sfn: cannot list the unfinished executions of {}: {e}", m.0.arn);
+                return;
+            }
+        };
+        for record in records {
+            if record.definition_hash != m.0.definition_hash {
+                let now = self.inner.clock.now();
+                let mut r = record;
+                r.status = RecordStatus::Failed;
+                r.stop_date = Some(now);
+                r.error = Some("States.Runtime".into());
+                r.cause = Some(
+                    "The execution cannot resume: the state machine's definition is not the one it started with."
+                        .into(),
+                );
+                store.submit(vec![Write::Record(Box::new(r))], Box::new(|_| {}));
+                continue;
+            }
+            let journal = match store.journal(&record.execution_arn) {
+                Ok(j) => j,
+                Err(e) => {
+                    eprintln!("sfn: cannot read the journal of {}: {e}", record.execution_arn);
+                    continue;
+                }
+            };
+            let seq = self.inner.next.fetch_add(1, Ordering::Relaxed);
+            let start = Start {
+                machine: m.clone(),
+                input: Input(Bytes::from(record.input.clone().into_bytes())),
+                name: ExecName::Given(record.name.as_str().into()),
+                uuid: random_uuid(self.inner.seed, seq as u64, 0),
+                accepted_at: record.start_date,
+                requested_at: record.start_date,
+                reply: None,
+                reruns: 0,
+                durable: Some(Box::new(DurableStart { record, journal })),
+            };
+            let shards = self.inner.shards();
+            shards[seq % shards.len()].send(Control::Start(start));
+        }
     }
 
     /// A registered machine by name.
@@ -786,8 +895,89 @@ impl Engine {
     /// Express: at least once). `name` defaults to a random UUID.
     pub fn start(&self, machine: &StateMachine, input: &Input, name: Option<&str>) -> Result<Execution, StartError> {
         let (start, exec, seq) = self.request(machine, input, name, None)?;
+        if machine.0.durable {
+            return self.start_durable(start, exec, seq);
+        }
         self.submit(start, seq)?;
         Ok(exec)
+    }
+
+    /// A durable start: the record is committed first (idempotent on the name, as AWS's
+    /// StartExecution is for Standard machines), then the execution goes to a shard's
+    /// control queue, which never refuses (a committed start must run).
+    fn start_durable(&self, mut start: Start, exec: Execution, seq: usize) -> Result<Execution, StartError> {
+        let store = self.inner.store.as_ref().expect("durable machines exist only with a store");
+        let m = &start.machine.0;
+        let record = ExecutionRecord {
+            execution_arn: exec.arn(),
+            state_machine_arn: m.arn.clone(),
+            name: exec.name(),
+            status: RecordStatus::Running,
+            input: String::from_utf8_lossy(start.input.as_bytes()).into_owned(),
+            output: None,
+            error: None,
+            cause: None,
+            start_date: start.accepted_at,
+            stop_date: None,
+            seed: start.uuid as u64 ^ (start.uuid >> 64) as u64,
+            definition_hash: m.definition_hash.clone(),
+            started_by: started_by(start.input.as_bytes()),
+        };
+        match store.create_execution(&record, Vec::new()).map_err(|e| StartError::Store(e.to_string()))? {
+            Created::New => {}
+            Created::Existing(old) => {
+                let same_input = serde_json::from_str::<serde_json::Value>(&old.input).ok()
+                    == serde_json::from_slice::<serde_json::Value>(start.input.as_bytes()).ok();
+                if old.status == RecordStatus::Running && same_input {
+                    return Ok(Execution { start_date: old.start_date, ..exec });
+                }
+                return Err(StartError::ExecutionAlreadyExists(old.execution_arn));
+            }
+        }
+        start.durable = Some(Box::new(DurableStart { record, journal: Vec::new() }));
+        let shards = self.inner.shards();
+        shards[seq % shards.len()].send(Control::Start(start));
+        Ok(exec)
+    }
+
+    /// The store's record of a durable execution (DescribeExecution).
+    pub fn describe_execution(&self, execution_arn: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        match &self.inner.store {
+            Some(s) => s.execution(execution_arn),
+            None => Ok(None),
+        }
+    }
+
+    /// Durable executions, newest first (ListExecutions).
+    pub fn list_executions(
+        &self,
+        filter: &ListFilter,
+        max_results: usize,
+        next_token: Option<&str>,
+    ) -> Result<Page<ExecutionRecord>, StoreError> {
+        match &self.inner.store {
+            Some(s) => s.list_executions(filter, max_results, next_token),
+            None => Ok(Page { items: Vec::new(), next_token: None }),
+        }
+    }
+
+    /// A durable execution's history events as JSON (GetExecutionHistory).
+    pub fn execution_history(
+        &self,
+        execution_arn: &str,
+        reverse: bool,
+        max_results: usize,
+        next_token: Option<&str>,
+    ) -> Result<Page<Vec<u8>>, StoreError> {
+        match &self.inner.store {
+            Some(s) => s.history(execution_arn, reverse, max_results, next_token),
+            None => Ok(Page { items: Vec::new(), next_token: None }),
+        }
+    }
+
+    /// The engine's store, if it has one.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.inner.store.as_ref()
     }
 
     /// [`Engine::start`] for a request made earlier, at `requested_at` (nanoseconds on the
@@ -853,6 +1043,7 @@ impl Engine {
             requested_at: accepted_at,
             reply,
             reruns: 0,
+            durable: None,
         };
         Ok((start, Execution { machine: machine.clone(), name, uuid, start_date: accepted_at }, seq))
     }
@@ -994,7 +1185,7 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if !self.inner.threads.lock().is_empty() {
+        if self.owner && !self.inner.threads.lock().is_empty() {
             self.stop(Shutdown::Abandon);
         }
     }
@@ -1012,6 +1203,12 @@ impl Drop for Inner {
 }
 
 /// AWS's rules for state machine and execution names.
+/// The parent execution named in a child's input (`AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`).
+fn started_by(input: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(input).ok()?;
+    v.get("AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID")?.as_str().map(str::to_owned)
+}
+
 fn check_name(name: &str) -> Result<(), String> {
     let n = name.chars().count();
     if n == 0 || n > 80 {

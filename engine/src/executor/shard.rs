@@ -20,12 +20,15 @@ use std::time::Instant;
 use bumpalo::Bump;
 use crossbeam_utils::sync::Parker;
 
+use super::durable::{self, Durable, Entry, RecordingClock};
 use super::live::Live;
 use super::timers::{Timer, Timers};
-use super::{BillingDetails, Control, Inner, Start, SyncResult};
+use super::{BillingDetails, Control, DurableStart, Inner, Start, SyncResult};
 use crate::clock::Clock;
+use crate::history::EventMask;
 use crate::local::Status;
 use crate::logs::LogLevel;
+use crate::store::{RecordStatus, Write};
 use crate::validate::MachineType;
 use crate::value::JsonParser;
 use crate::vm::{AsyncCall, CallbackError, Outcome, Poll};
@@ -148,8 +151,17 @@ impl Shard {
                 Control::Answer { slot, gen, call, result } => self.answer(slot, gen, call, result),
                 Control::Drain(deadline) => self.draining = Some(deadline),
                 Control::Callback { slot, gen, token, action, reply } => {
-                    let _ = reply.send(self.callback(slot, gen, &token, action));
+                    match self.callback(slot, gen, &token, action) {
+                        // A durable execution's callback is acknowledged once journaled.
+                        Ok(()) if self.durable(slot).is_some() => {
+                            self.durable(slot).expect("checked").replies.push(reply)
+                        }
+                        r => {
+                            let _ = reply.send(r);
+                        }
+                    }
                 }
+                Control::Committed { slot, gen, result } => self.committed(slot, gen, result),
                 Control::Panic => panic!("shard {} was told to panic (test hook)", self.index),
             }
         }
@@ -247,7 +259,10 @@ impl Shard {
     // ---------------------------------------------------------------------------------
     // Starting and running
 
-    fn begin(&mut self, start: Start) {
+    fn begin(&mut self, mut start: Start) {
+        if let Some(d) = start.durable.take() {
+            return self.begin_durable(start, *d);
+        }
         // Read what is needed from the machine before the start moves into the table: no
         // reference-count traffic on the machine (shared with the starting thread's core).
         let machine = &*start.machine.0;
@@ -281,6 +296,197 @@ impl Shard {
                 let cause = format!("The execution input could not be parsed: {e}");
                 self.finish_with(slot, now, Status::Failed, None, Some("States.Runtime"), Some(&cause));
             }
+        }
+    }
+
+    /// A durable execution: its history is recorded and stored, and a resumed one replays
+    /// its journal before it goes on.
+    fn begin_durable(&mut self, start: Start, d: DurableStart) {
+        let machine = &*start.machine.0;
+        if start.reruns == 0 && d.journal.is_empty() {
+            machine.stats[self.index].accepted.add(1);
+        }
+        let arena = match self.pool.pop() {
+            Some(a) => {
+                self.pooled_bytes -= a.allocated_bytes();
+                a
+            }
+            None => Box::new(Bump::with_capacity(self.inner.arena_bytes)),
+        };
+        // The execution's clock starts when it was accepted (and stored), also on resume.
+        let started = start.accepted_at;
+        let cap = started.saturating_add(machine.max_nanos);
+        let seed = d.record.seed;
+        let slot = self.insert(start, arena, started, cap);
+        let live = self.slots[slot as usize].live.as_mut().expect("just inserted");
+        let dur = Box::new(Durable::new(Box::new(d.record)));
+        if let Err(e) = live.begin(&mut self.parser, seed) {
+            live.durable = Some(dur);
+            let cause = format!("The execution input could not be parsed: {e}");
+            return self.fail_durable(slot, &cause);
+        }
+        let exec = live.exec().expect("begun");
+        exec.record_events(EventMask::ALL);
+        if d.journal.is_empty() {
+            live.durable = Some(dur);
+            return self.step(slot);
+        }
+        let replayed = catch_unwind(AssertUnwindSafe(|| durable::replay(exec, &d.journal, 1)));
+        live.durable = Some(dur);
+        match replayed {
+            Ok(Ok(r)) => {
+                let dur = self.durable(slot).expect("set");
+                dur.seq = r.entries;
+                // Calls whose answers were not committed run again once the next slice is.
+                dur.deferred = r.unanswered;
+                self.step(slot);
+            }
+            Ok(Err(msg)) => self.fail_durable(slot, &format!("The execution cannot resume from its journal: {msg}")),
+            Err(p) => self.fail_durable(
+                slot,
+                &format!("The execution cannot resume from its journal: replay panicked ({})", panic_message(&*p)),
+            ),
+        }
+    }
+
+    fn durable(&mut self, slot: u32) -> Option<&mut Durable> {
+        self.slots.get_mut(slot as usize)?.live.as_mut()?.durable.as_deref_mut()
+    }
+
+    /// Ends a durable execution with `States.Runtime` and `cause`, stored.
+    fn fail_durable(&mut self, slot: u32, cause: &str) {
+        let now = self.clock().now();
+        if let Some(d) = self.durable(slot) {
+            let mut r = d.record.clone();
+            r.status = RecordStatus::Failed;
+            r.stop_date = Some(now);
+            r.error = Some("States.Runtime".into());
+            r.cause = Some(cause.to_owned());
+            let mut writes = std::mem::take(&mut d.pending);
+            for t in d.tokens.drain(..) {
+                writes.push(Write::Token { token: t.into(), execution_arn: None });
+            }
+            writes.push(Write::Record(r));
+            let mut replies = std::mem::take(&mut d.replies_in_commit);
+            replies.append(&mut d.replies);
+            self.inner.store.as_ref().expect("durable executions have a store").submit(
+                writes,
+                Box::new(move |result| {
+                    for r in replies {
+                        let _ = r.send(result.clone().map_err(|_| CallbackError::TaskDoesNotExist));
+                    }
+                }),
+            );
+        }
+        self.finish_with(slot, now, Status::Failed, None, Some("States.Runtime"), Some(cause));
+    }
+
+    /// One state of a durable execution, then a group commit: the next state runs only
+    /// once this one's journal entry and events are durable.
+    fn step_durable(&mut self, slot: u32) {
+        let inner = self.inner.clone();
+        let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
+        let Some(d) = live.durable.as_deref_mut() else { return };
+        if d.committing {
+            d.wants_run = true;
+            return;
+        }
+        let clock = RecordingClock { inner: &*inner.clock, reads: parking_lot::Mutex::new(Vec::new()) };
+        let Some(exec) = live.exec() else { return };
+        let polled = catch_unwind(AssertUnwindSafe(|| exec.run(&clock, 1)));
+        let poll = match polled {
+            Ok(p) => p,
+            Err(payload) => return self.panicked(slot, &panic_message(&*payload)),
+        };
+        let calls = exec.take_async_calls();
+        let waiting: Vec<&str> = exec.waiting_tokens();
+        let mut d = live.durable.take().expect("durable");
+        d.journal(&Entry::Run(clock.reads.into_inner()));
+        live.drain_events(|ev, _| d.event(ev));
+        d.deferred.extend(calls);
+        d.route_tokens(&waiting);
+        live.durable = Some(d);
+        let now = inner.clock.now();
+        match poll {
+            Poll::Finished => return self.finish(slot, now),
+            Poll::Yielded => {
+                let live = self.slots[slot as usize].live.as_mut().expect("occupied");
+                if now >= live.cap {
+                    let cap = live.cap;
+                    return self.cap_reached(slot, cap);
+                }
+                live.durable.as_deref_mut().expect("durable").wants_run = true;
+            }
+            Poll::Blocked { wake_at } => {
+                let s = &mut self.slots[slot as usize];
+                let live = s.live.as_mut().expect("occupied");
+                let t = wake_at.unwrap_or(i64::MAX).min(live.cap);
+                if t != live.armed {
+                    live.armed = t;
+                    self.timers.arm(Timer { at: t, slot, gen: s.gen });
+                }
+                if s.parked_bytes == 0 {
+                    s.parked_bytes = live.arena_bytes().max(1);
+                    self.parked_bytes += s.parked_bytes;
+                    self.parked += 1;
+                }
+                if live.start.machine.0.callbacks {
+                    self.route_tokens(slot);
+                }
+            }
+        }
+        self.commit(slot);
+    }
+
+    /// Submits what the durable execution in `slot` has pending; it waits for the
+    /// acknowledgement ([`Control::Committed`]) before it runs again.
+    fn commit(&mut self, slot: u32) {
+        let gen = self.slots[slot as usize].gen;
+        let index = self.index;
+        let weak = Arc::downgrade(&self.inner);
+        let store = self.inner.store.clone().expect("durable executions have a store");
+        let Some(d) = self.durable(slot) else { return };
+        let writes = std::mem::take(&mut d.pending);
+        let replies = std::mem::take(&mut d.replies);
+        d.replies_in_commit.extend(replies);
+        d.committing = true;
+        store.submit(
+            writes,
+            Box::new(move |result| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.shards()[index].send(Control::Committed {
+                        slot,
+                        gen,
+                        result: result.map_err(|e| e.to_string()),
+                    });
+                }
+            }),
+        );
+    }
+
+    /// A durable execution's writes are durable: replies go out, the tasks it scheduled
+    /// start, and it runs again if something woke it meanwhile.
+    fn committed(&mut self, slot: u32, gen: u32, result: Result<(), String>) {
+        if self.slots.get(slot as usize).is_none_or(|s| s.gen != gen) {
+            return;
+        }
+        if let Err(e) = result {
+            return self.fail_durable(slot, &format!("The store could not commit the execution's progress: {e}"));
+        }
+        let Some(d) = self.durable(slot) else { return };
+        d.committing = false;
+        let calls = std::mem::take(&mut d.deferred);
+        for r in d.replies_in_commit.drain(..) {
+            let _ = r.send(Ok(()));
+        }
+        let again = std::mem::take(&mut d.wants_run) || !d.pending.is_empty();
+        for call in calls {
+            if let Err(msg) = self.dispatch(slot, gen, call) {
+                return self.panicked(slot, &msg);
+            }
+        }
+        if again {
+            self.unpark(slot);
         }
     }
 
@@ -345,6 +551,9 @@ impl Shard {
 
     /// One slice of `step_budget` states.
     fn step(&mut self, slot: u32) {
+        if self.slots[slot as usize].live.as_ref().is_some_and(|l| l.durable.is_some()) {
+            return self.step_durable(slot);
+        }
         // Field borrows only (no `Arc` clone of the engine here: both shards would bump
         // the same reference count once per execution).
         let (polled, logs) = {
@@ -431,13 +640,24 @@ impl Shard {
         let s = self.slots.get_mut(slot as usize).filter(|s| s.gen == gen).ok_or(CallbackError::TaskDoesNotExist)?;
         let live = s.live.as_mut().ok_or(CallbackError::TaskDoesNotExist)?;
         let exec = live.exec().ok_or(CallbackError::TaskDoesNotExist)?;
-        match action {
-            super::Callback::Success(output) => exec.send_task_success(token, output.as_bytes())?,
-            super::Callback::Failure { error, cause } => exec.send_task_failure(token, &error, cause.as_deref())?,
-            super::Callback::Heartbeat => {
-                exec.send_task_heartbeat(token, &*clock.clock)?;
-                // The heartbeat deadline moved: re-arm the timer on the next park.
+        let entry = match action {
+            super::Callback::Success(output) => {
+                exec.send_task_success(token, output.as_bytes())?;
+                Entry::Success { token: token.to_owned(), output: output.into() }
             }
+            super::Callback::Failure { error, cause } => {
+                exec.send_task_failure(token, &error, cause.as_deref())?;
+                Entry::Failure { token: token.to_owned(), error: error.into(), cause: cause.map(Into::into) }
+            }
+            super::Callback::Heartbeat => {
+                let rec = RecordingClock { inner: &*clock.clock, reads: parking_lot::Mutex::new(Vec::new()) };
+                exec.send_task_heartbeat(token, &rec)?;
+                // The heartbeat deadline moved: re-arm the timer on the next park.
+                Entry::Heartbeat { token: token.to_owned(), reads: rec.reads.into_inner() }
+            }
+        };
+        if let Some(d) = live.durable.as_deref_mut() {
+            d.journal(&entry);
         }
         self.unpark(slot);
         Ok(())
@@ -519,6 +739,9 @@ impl Shard {
         live.calls_in_flight = live.calls_in_flight.saturating_sub(1);
         match result {
             Ok(answer) => {
+                if let Some(d) = live.durable.as_deref_mut() {
+                    d.journal(&Entry::Answer { call, result: answer.clone() });
+                }
                 if let Some(exec) = live.exec() {
                     exec.complete_task(call, answer);
                 }
@@ -538,6 +761,9 @@ impl Shard {
         } else {
             STANDARD_CAP_CAUSE
         };
+        if let Some(d) = live.durable.as_deref_mut() {
+            d.journal(&Entry::TimedOut { at: cap, cause: cause.to_owned() });
+        }
         if let Some(exec) = live.exec() {
             exec.end_timed_out(cause, cap);
         }
@@ -550,6 +776,10 @@ impl Shard {
             self.drain_logs(slot);
         }
         let live = self.slots[slot as usize].live.as_mut().expect("occupied");
+        let mut dur = live.durable.take();
+        if let Some(d) = dur.as_deref_mut() {
+            live.drain_events(|ev, _| d.event(ev));
+        }
         let exec = live.exec().expect("a finished execution exists");
         let outcome = exec.outcome().expect("finished");
         let transitions = exec.transitions();
@@ -558,6 +788,34 @@ impl Shard {
             Outcome::Failed(f) => (Status::Failed, None, f.error, f.cause),
             Outcome::TimedOut(f) => (Status::TimedOut, None, f.error, f.cause),
         };
+        if let Some(mut d) = dur {
+            // The end is stored with the last slice's entry and events, in one commit.
+            let mut r = d.record.clone();
+            r.status = match status {
+                Status::Succeeded => RecordStatus::Succeeded,
+                Status::Failed => RecordStatus::Failed,
+                Status::TimedOut => RecordStatus::TimedOut,
+            };
+            r.output = output.map(|v| v.to_json_string());
+            r.error = error.map(str::to_owned);
+            r.cause = cause.map(str::to_owned);
+            r.stop_date = Some(stop);
+            let mut writes = std::mem::take(&mut d.pending);
+            for t in d.tokens.drain(..) {
+                writes.push(Write::Token { token: t.into(), execution_arn: None });
+            }
+            writes.push(Write::Record(r));
+            let mut replies = std::mem::take(&mut d.replies_in_commit);
+            replies.append(&mut d.replies);
+            self.inner.store.as_ref().expect("durable executions have a store").submit(
+                writes,
+                Box::new(move |result| {
+                    for r in replies {
+                        let _ = r.send(result.clone().map_err(|_| CallbackError::TaskDoesNotExist));
+                    }
+                }),
+            );
+        }
         let stats = &live.start.machine.0.stats[self.index];
         stats.transitions.add(transitions);
         // The reply (if any) needs owned text; everything else reads the arena in place.
@@ -676,12 +934,48 @@ impl Shard {
             });
             return;
         }
+        if start.machine.0.durable {
+            return self.rerun_durable(start, message);
+        }
         if start.reruns >= self.inner.max_reruns {
             stats.failed.add(1);
             return;
         }
         stats.rerun.add(1);
         start.reruns += 1;
+        let shards = self.inner.shards();
+        shards[(self.index + 1) % shards.len()].send(Control::Start(start));
+    }
+
+    /// A durable execution torn down by a panic resumes from what the store has (its
+    /// uncommitted slice runs again), or fails once it has panicked `max_reruns` times.
+    fn rerun_durable(&mut self, mut start: Start, message: &str) {
+        let stats = &start.machine.0.stats[self.index];
+        let store = self.inner.store.clone().expect("durable executions have a store");
+        let arn = start.arn();
+        // Commits still in flight for this execution land before it is read back.
+        let _ = store.flush();
+        let record = match store.execution(&arn) {
+            Ok(Some(r)) if r.status == RecordStatus::Running => r,
+            _ => return,
+        };
+        if start.reruns >= self.inner.max_reruns {
+            stats.failed.add(1);
+            let mut r = record;
+            r.status = RecordStatus::Failed;
+            r.stop_date = Some(self.inner.clock.now());
+            r.error = Some("States.Runtime".into());
+            r.cause = Some(format!("The execution was torn down by a panic ({message}) too many times."));
+            store.submit(vec![Write::Record(Box::new(r))], Box::new(|_| {}));
+            return;
+        }
+        let journal = match store.journal(&arn) {
+            Ok(j) => j,
+            Err(_) => return,
+        };
+        stats.rerun.add(1);
+        start.reruns += 1;
+        start.durable = Some(Box::new(DurableStart { record, journal }));
         let shards = self.inner.shards();
         shards[(self.index + 1) % shards.len()].send(Control::Start(start));
     }
