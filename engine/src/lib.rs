@@ -28,6 +28,7 @@ pub mod mocks;
 pub mod parse;
 pub mod paths;
 pub mod program;
+pub mod services;
 pub mod store;
 pub mod template;
 pub mod timestamp;
