@@ -9,9 +9,9 @@
 //! Never touches: programs, executions' arenas, the clock (callers pass times in).
 //!
 //! [`Store`] is the contract; [`MemStore`] keeps everything in memory (tests, Express-only
-//! embedders, `sfn run` without `--store`). A durable implementation commits groups of
-//! writes from many executions in one transaction ([`Store::submit`]): a write is durable
-//! when its acknowledgement runs.
+//! embedders, `sfn run` without `--store`). [`RedbStore`] is the durable implementation
+//! (one redb file): it commits groups of writes from many executions in one transaction
+//! ([`Store::submit`]), and a write is durable when its acknowledgement runs.
 //!
 //! Journal entries and history events are opaque bytes here: the executor encodes them.
 //! Every list is in insertion order; pages are cut by `max_results` and resumed with the
@@ -21,7 +21,9 @@ use std::fmt;
 use std::sync::Arc;
 
 mod memory;
+mod redb;
 
+pub use self::redb::RedbStore;
 pub use memory::MemStore;
 
 /// An execution's status as `DescribeExecution` names it.
