@@ -40,6 +40,11 @@ pub(super) struct Live {
     pub calls_in_flight: u32,
     /// Tokens of this execution's callback tasks registered for routing.
     pub tokens: Vec<Box<str>>,
+    /// Callback tasks whose handler is still running: (call, token). Their tokens are
+    /// routed already, since whoever the handler tells may answer before it returns.
+    pub inflight_tokens: Vec<(u64, Box<str>)>,
+    /// Callbacks that arrived before their task's handler returned, applied after it.
+    pub early: Vec<super::EarlyCallback>,
     /// A durable (stored, journaled) execution's bookkeeping.
     pub durable: Option<Box<super::durable::Durable>>,
     /// The execution ARN, in the arena (empty until `begin`). Safety: as the execution's
@@ -67,6 +72,8 @@ impl Live {
             armed: i64::MAX,
             calls_in_flight: 0,
             tokens: Vec::new(),
+            inflight_tokens: Vec::new(),
+            early: Vec::new(),
             durable: None,
             execution_arn: "",
         }

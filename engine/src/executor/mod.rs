@@ -668,6 +668,13 @@ pub(crate) enum Control {
     Panic,
 }
 
+/// A callback held until its task's handler has returned.
+pub(crate) struct EarlyCallback {
+    token: Box<str>,
+    action: Callback,
+    reply: tokio::sync::oneshot::Sender<Result<(), CallbackError>>,
+}
+
 /// What a task callback says.
 pub(crate) enum Callback {
     Success(Box<str>),

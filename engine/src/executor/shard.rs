@@ -23,7 +23,7 @@ use crossbeam_utils::sync::Parker;
 use super::durable::{self, Durable, Entry, RecordingClock};
 use super::live::Live;
 use super::timers::{Timer, Timers};
-use super::{BillingDetails, Control, DurableStart, Inner, Start, SyncResult};
+use super::{BillingDetails, Control, DurableStart, EarlyCallback, Inner, Start, SyncResult};
 use crate::clock::Clock;
 use crate::history::EventMask;
 use crate::local::Status;
@@ -151,15 +151,7 @@ impl Shard {
                 Control::Answer { slot, gen, call, result } => self.answer(slot, gen, call, result),
                 Control::Drain(deadline) => self.draining = Some(deadline),
                 Control::Callback { slot, gen, token, action, reply } => {
-                    match self.callback(slot, gen, &token, action) {
-                        // A durable execution's callback is acknowledged once journaled.
-                        Ok(()) if self.durable(slot).is_some() => {
-                            self.durable(slot).expect("checked").replies.push(reply)
-                        }
-                        r => {
-                            let _ = reply.send(r);
-                        }
-                    }
+                    self.on_callback(slot, gen, EarlyCallback { token, action, reply })
                 }
                 Control::Committed { slot, gen, result } => self.committed(slot, gen, result),
                 Control::Panic => panic!("shard {} was told to panic (test hook)", self.index),
@@ -620,8 +612,9 @@ impl Shard {
     fn route_tokens(&mut self, slot: u32) {
         let gen = self.slots[slot as usize].gen;
         let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
-        let waiting: Vec<Box<str>> =
+        let mut waiting: Vec<Box<str>> =
             live.exec().map(|e| e.waiting_tokens().into_iter().map(Into::into).collect()).unwrap_or_default();
+        waiting.extend(live.inflight_tokens.iter().map(|(_, t)| t.clone()));
         if waiting == live.tokens {
             return;
         }
@@ -633,6 +626,25 @@ impl Shard {
             table.insert(t.clone(), (self.index as u32, slot, gen));
         }
         live.tokens = waiting;
+    }
+
+    /// A callback for the execution in `slot`: held if its task's handler has not returned
+    /// yet, else applied and answered (a durable execution's once journaled).
+    fn on_callback(&mut self, slot: u32, gen: u32, cb: EarlyCallback) {
+        let live = self.slots.get_mut(slot as usize).filter(|s| s.gen == gen).and_then(|s| s.live.as_mut());
+        if let Some(live) = live {
+            if live.inflight_tokens.iter().any(|(_, t)| *t == cb.token) {
+                live.early.push(cb);
+                return;
+            }
+        }
+        let EarlyCallback { token, action, reply } = cb;
+        match self.callback(slot, gen, &token, action) {
+            Ok(()) if self.durable(slot).is_some() => self.durable(slot).expect("checked").replies.push(reply),
+            r => {
+                let _ = reply.send(r);
+            }
+        }
     }
 
     fn callback(&mut self, slot: u32, gen: u32, token: &str, action: super::Callback) -> Result<(), CallbackError> {
@@ -703,6 +715,12 @@ impl Shard {
     /// back as a control message.
     fn dispatch(&mut self, slot: u32, gen: u32, call: AsyncCall) -> Result<(), String> {
         let AsyncCall { id, handler, ctx, input } = call;
+        if let Some(t) = &ctx.task_token {
+            if let Some(live) = self.slots[slot as usize].live.as_mut() {
+                live.inflight_tokens.push((id, t.as_str().into()));
+            }
+            self.route_tokens(slot);
+        }
         let fut = catch_unwind(AssertUnwindSafe(|| handler.call(ctx, input))).map_err(|p| panic_message(&*p))?;
         if let Some(live) = self.slots[slot as usize].live.as_mut() {
             live.calls_in_flight += 1;
@@ -744,6 +762,15 @@ impl Shard {
                 }
                 if let Some(exec) = live.exec() {
                     exec.complete_task(call, answer);
+                }
+                if let Some(i) = live.inflight_tokens.iter().position(|(c, _)| *c == call) {
+                    let (_, token) = live.inflight_tokens.swap_remove(i);
+                    let (early, rest): (Vec<_>, Vec<_>) = live.early.drain(..).partition(|cb| cb.token == token);
+                    live.early = rest;
+                    self.route_tokens(slot);
+                    for cb in early {
+                        self.on_callback(slot, gen, cb);
+                    }
                 }
                 self.unpark(slot);
             }
