@@ -142,6 +142,12 @@ pub enum CallbackError {
     /// The output is not valid JSON.
     #[error("InvalidOutput: {0}")]
     InvalidOutput(String),
+    /// The task this token belonged to timed out (TimeoutSeconds or HeartbeatSeconds).
+    #[error("TaskTimedOut: the task for this token timed out")]
+    TaskTimedOut,
+    /// Not a task token at all (empty, or longer than AWS's 2,048 characters).
+    #[error("InvalidToken: the task token is malformed")]
+    InvalidToken,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -247,6 +253,8 @@ pub struct Exec<'a> {
     timed: u32,
     next_call: u64,
     outbox: Vec<AsyncCall>,
+    /// Tokens of callback tasks that timed out since the driver last asked.
+    expired: Vec<&'a str>,
     outcome: Option<Outcome<'a>>,
     /// JSONata conversions of this execution's values (empty unless it runs JSONata).
     memo: crate::jsonata::Memo,
@@ -404,6 +412,7 @@ impl<'a> Exec<'a> {
             timed: 0,
             next_call: 0,
             outbox: Vec::new(),
+            expired: Vec::new(),
             outcome: None,
             memo: Default::default(),
         };
@@ -512,6 +521,12 @@ impl<'a> Exec<'a> {
                 self.raise_later(f, fail);
             }
         }
+    }
+
+    /// Tokens of callback tasks that timed out since the last call (callbacks with them get
+    /// `TaskTimedOut`).
+    pub fn take_expired_tokens(&mut self) -> Vec<&'a str> {
+        std::mem::take(&mut self.expired)
     }
 
     /// The tokens of the callback tasks now waiting for SendTaskSuccess/Failure.
@@ -738,6 +753,9 @@ impl<'a> Exec<'a> {
                 }
                 Status::AwaitingCallback { deadline, heartbeat } if deadline.min(heartbeat) <= now => {
                     self.set_status(f, Status::Ready);
+                    if let Some(t) = self.frames[i].task_token {
+                        self.expired.push(t);
+                    }
                     let mut fail = Failure::new("States.Timeout", None);
                     self.emit(f, move |s| s.task_error(f, TaskOutcome::TimedOut, fail));
                     // AWS reports a missed heartbeat as States.Timeout; catchers naming

@@ -248,7 +248,9 @@ fn a_callback_failure_is_caught_and_heartbeats_time_out() {
     // AWS reports an expired heartbeat as States.Timeout (States.HeartbeatTimeout is only a
     // name for ErrorEquals).
     assert_eq!((rec.status, rec.error.as_deref()), (RecordStatus::Failed, Some("States.Timeout")));
-    assert_eq!(e.send_task_success(&token_b, "{}").wait(), Err(CallbackError::TaskDoesNotExist));
+    assert_eq!(e.send_task_success(&token_b, "{}").wait(), Err(CallbackError::TaskTimedOut));
+    assert_eq!(e.send_task_heartbeat("").wait(), Err(CallbackError::InvalidToken));
+    assert_eq!(e.send_task_success("no-such-token", "{}").wait(), Err(CallbackError::TaskDoesNotExist));
     assert!(types(&history(&e, &b)).contains(&"TaskTimedOut".to_owned()));
 }
 

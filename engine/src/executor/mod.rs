@@ -235,6 +235,7 @@ impl EngineBuilder {
             tokio: OnceLock::new(),
             machines: RwLock::new(Vec::new()),
             callbacks: Mutex::new(std::collections::HashMap::new()),
+            expired: Mutex::new(ExpiredTokens::default()),
             region: self.region,
             account: self.account,
             step_budget: self.step_budget,
@@ -668,6 +669,29 @@ pub(crate) enum Control {
     Panic,
 }
 
+/// Tokens whose task timed out: a bounded set, oldest forgotten first.
+#[derive(Default)]
+pub(crate) struct ExpiredTokens {
+    set: std::collections::HashSet<Box<str>>,
+    order: std::collections::VecDeque<Box<str>>,
+}
+
+/// How many timed-out tokens the engine remembers.
+const EXPIRED_TOKENS_KEPT: usize = 65_536;
+
+impl ExpiredTokens {
+    pub(crate) fn insert(&mut self, token: &str) {
+        if self.set.insert(token.into()) {
+            self.order.push_back(token.into());
+            if self.order.len() > EXPIRED_TOKENS_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
 /// A callback held until its task's handler has returned.
 pub(crate) struct EarlyCallback {
     token: Box<str>,
@@ -730,6 +754,9 @@ pub(crate) struct Inner {
     /// Task tokens of callback tasks now waiting → (shard, slot, generation). Only
     /// executions of machines with `.waitForTaskToken` tasks touch it.
     callbacks: Mutex<std::collections::HashMap<Box<str>, (u32, u32, u32)>>,
+    /// Tokens whose task timed out, most recent `EXPIRED_TOKENS_KEPT` (SendTask* with them
+    /// gets `TaskTimedOut` rather than `TaskDoesNotExist`).
+    expired: Mutex<ExpiredTokens>,
     region: String,
     account: String,
     step_budget: u32,
@@ -1091,8 +1118,16 @@ impl Engine {
     }
 
     fn callback(&self, token: &str, action: Callback) -> CallbackReply {
+        if token.is_empty() || token.len() > 2048 {
+            return CallbackReply { rx: Err(Some(CallbackError::InvalidToken)) };
+        }
         let Some(&(shard, slot, gen)) = self.inner.callbacks.lock().get(token) else {
-            return CallbackReply { rx: Err(Some(CallbackError::TaskDoesNotExist)) };
+            let e = if self.inner.expired.lock().set.contains(token) {
+                CallbackError::TaskTimedOut
+            } else {
+                CallbackError::TaskDoesNotExist
+            };
+            return CallbackReply { rx: Err(Some(e)) };
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner.shards()[shard as usize].send(Control::Callback {

@@ -612,6 +612,15 @@ impl Shard {
     fn route_tokens(&mut self, slot: u32) {
         let gen = self.slots[slot as usize].gen;
         let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
+        if let Some(exec) = live.exec() {
+            let expired = exec.take_expired_tokens();
+            if !expired.is_empty() {
+                let mut set = self.inner.expired.lock();
+                for t in expired {
+                    set.insert(t);
+                }
+            }
+        }
         let mut waiting: Vec<Box<str>> =
             live.exec().map(|e| e.waiting_tokens().into_iter().map(Into::into).collect()).unwrap_or_default();
         waiting.extend(live.inflight_tokens.iter().map(|(_, t)| t.clone()));
@@ -808,6 +817,13 @@ impl Shard {
             live.drain_events(|ev, _| d.event(ev));
         }
         let exec = live.exec().expect("a finished execution exists");
+        let expired = exec.take_expired_tokens();
+        if !expired.is_empty() {
+            let mut set = self.inner.expired.lock();
+            for t in expired {
+                set.insert(t);
+            }
+        }
         let outcome = exec.outcome().expect("finished");
         let transitions = exec.transitions();
         let (status, output, error, cause) = match outcome {
