@@ -63,6 +63,10 @@ pub struct OwnedTaskContext {
     pub retry_count: u32,
     pub task_token: Option<String>,
     pub execution_arn: String,
+    /// The execution's asynchronous call number: the same for the same call after a
+    /// durable execution resumes (and different for every other call), so a handler can
+    /// make its side effect idempotent with it.
+    pub invocation: u64,
 }
 
 /// A handler that answers inline.

@@ -1600,6 +1600,7 @@ impl<'a> Exec<'a> {
                         retry_count,
                         task_token: self.frames[fi].task_token.map(str::to_owned),
                         execution_arn: self.meta.execution_arn.to_owned(),
+                        invocation: id,
                     },
                     input: input.to_serde(),
                 });

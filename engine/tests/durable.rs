@@ -307,3 +307,47 @@ fn a_standard_parent_runs_an_express_child_synchronously() {
     let all = e.list_executions(&ListFilter::default(), 100, None).unwrap();
     assert!(all.items.iter().all(|r| r.state_machine_arn.contains(":stateMachine:P")), "{:?}", all.items);
 }
+
+#[test]
+fn a_resumed_parent_finds_the_standard_child_it_started_instead_of_starting_another() {
+    let child = r#"{"StartAt":"Ask","States":{
+      "Ask":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters":{"FunctionName":"notify","Payload":{"token.$":"$$.Task.Token"}},"End":true}}}"#;
+    let parent = r#"{"StartAt":"Child","States":{"Child":{"Type":"Task",
+      "Resource":"arn:aws:states:::states:startExecution.sync:2",
+      "Parameters":{"StateMachineArn":"arn:aws:states:us-east-1:123456789012:stateMachine:Kid","Input":{"n":1}},
+      "OutputPath":"$.Output","End":true}}}"#;
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemStore::new());
+    let calls = new_calls();
+    let e1 = engine(&clock, &store, handlers(&calls));
+    register(&e1, "Kid", child, MachineType::Standard);
+    let p = register(&e1, "Parent", parent, MachineType::Standard);
+    let arn = e1.start(&p, &input("{}"), Some("p")).unwrap().arn();
+    eventually("the child's token", || calls.tokens.lock().unwrap().len() == 1);
+    e1.shutdown(Shutdown::Abandon);
+    drop(e1);
+
+    let e2 = engine(&clock, &store, handlers(&calls));
+    register(&e2, "Kid", child, MachineType::Standard);
+    register(&e2, "Parent", parent, MachineType::Standard);
+    let token = calls.tokens.lock().unwrap()[0].clone();
+    eventually("the resumed child takes the callback", || {
+        !matches!(e2.send_task_success(&token, r#"{"ok":1}"#).wait(), Err(CallbackError::TaskDoesNotExist))
+    });
+    eventually("the parent ends", || status(&e2, &arn) != RecordStatus::Running);
+    let rec = e2.describe_execution(&arn).unwrap().unwrap();
+    assert_eq!((rec.status, rec.output.as_deref()), (RecordStatus::Succeeded, Some(r#"{"ok":1}"#)), "{rec:?}");
+    let kids = e2
+        .list_executions(
+            &ListFilter {
+                state_machine_arn: Some("arn:aws:states:us-east-1:123456789012:stateMachine:Kid".into()),
+                status: None,
+            },
+            10,
+            None,
+        )
+        .unwrap();
+    assert_eq!(kids.items.len(), 1, "a second child was started: {:?}", kids.items);
+    assert_eq!(calls.tokens.lock().unwrap().len(), 1);
+}

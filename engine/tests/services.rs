@@ -58,6 +58,7 @@ impl Local {
             retry_count: 0,
             task_token: resource.ends_with(".waitForTaskToken").then(|| "token-1".into()),
             execution_arn: format!("arn:aws:states:{REGION}:{ACCOUNT}:execution:M:e"),
+            invocation: 0,
         };
         block_on(h.call(ctx, params))
     }
@@ -736,6 +737,7 @@ fn handlers_run_under_a_tokio_runtime() {
             retry_count: 0,
             task_token: None,
             execution_arn: String::new(),
+            invocation: 0,
         };
         let out = rt.block_on(h.call(ctx, params)).unwrap();
         assert_eq!(out["SdkHttpMetadata"]["HttpStatusCode"], 200, "{resource}");

@@ -41,11 +41,11 @@ pub(super) fn register(registry: &mut Registry, engine: &std::sync::Arc<OnceLock
         let engine = engine.clone();
         registry.register_default(
             resource,
-            Handler::future(move |_ctx: OwnedTaskContext, params: Json| {
+            Handler::future(move |ctx: OwnedTaskContext, params: Json| {
                 let engine = engine.get().and_then(Weak::upgrade);
                 async move {
                     let inner = engine.ok_or_else(|| TaskError::new("States.Runtime", "The engine has stopped."))?;
-                    start_child(&Engine { inner, owner: false }, params, mode).await
+                    start_child(&Engine { inner, owner: false }, &ctx, params, mode).await
                 }
             }),
         );
@@ -62,7 +62,19 @@ fn sdk_error(error: &str, code: &str, status: u16, message: &str) -> TaskError {
     )
 }
 
-async fn start_child(engine: &Engine, params: Json, mode: Mode) -> Result<Json, TaskError> {
+/// The name of a Standard child started without `Name`: derived from the parent execution
+/// and the call's invocation number, so the call made again after the parent resumed finds
+/// the child it started before (Standard starts are idempotent on the name) instead of
+/// starting a second one.
+fn derived_name(ctx: &OwnedTaskContext) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{}\n{}", ctx.execution_arn, ctx.invocation).as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+}
+
+async fn start_child(engine: &Engine, ctx: &OwnedTaskContext, params: Json, mode: Mode) -> Result<Json, TaskError> {
     let arn = params.get("StateMachineArn").and_then(Json::as_str).ok_or_else(|| {
         sdk_error("InvalidArnException", "InvalidArn", 400, "Invalid Arn: 'StateMachineArn' is missing or not a string")
     })?;
@@ -81,7 +93,15 @@ async fn start_child(engine: &Engine, params: Json, mode: Mode) -> Result<Json, 
     };
     let input = Input::from_json(input_text.clone().into_bytes())
         .map_err(|e| sdk_error("InvalidExecutionInputException", "InvalidExecutionInput", 400, &e.to_string()))?;
-    let name = params.get("Name").and_then(Json::as_str);
+    let derived;
+    let name = match params.get("Name").and_then(Json::as_str) {
+        Some(n) => Some(n),
+        None if machine.machine_type() == MachineType::Standard && engine.inner.store.is_some() => {
+            derived = derived_name(ctx);
+            Some(derived.as_str())
+        }
+        None => None,
+    };
     let start_error = |e: StartError| match e {
         StartError::Throttled => sdk_error("ThrottlingException", "ThrottlingException", 400, "Rate exceeded"),
         StartError::InvalidName(m) => sdk_error("InvalidNameException", "InvalidName", 400, &m),
@@ -94,11 +114,26 @@ async fn start_child(engine: &Engine, params: Json, mode: Mode) -> Result<Json, 
         other => TaskError::new("States.Runtime", other.to_string()),
     };
     if mode == Mode::Start || machine.machine_type() == MachineType::Standard {
-        let exec = engine.start(&machine, &input, name).map_err(start_error)?;
+        let (arn, start_date) = match engine.start(&machine, &input, name) {
+            Ok(exec) => (exec.arn(), exec.start_date),
+            // The child this very call started before the parent resumed, already ended.
+            Err(StartError::ExecutionAlreadyExists(arn)) if params.get("Name").is_none() => {
+                let store = engine.inner.store.as_ref().expect("derived names only with a store");
+                match store.execution(&arn) {
+                    Ok(Some(r))
+                        if serde_json::from_str::<Json>(&r.input).ok() == serde_json::from_str(&input_text).ok() =>
+                    {
+                        (arn, r.start_date)
+                    }
+                    _ => return Err(start_error(StartError::ExecutionAlreadyExists(arn))),
+                }
+            }
+            Err(e) => return Err(start_error(e)),
+        };
         if mode == Mode::Start {
-            return Ok(json!({ "ExecutionArn": exec.arn(), "StartDate": millis(exec.start_date) }));
+            return Ok(json!({ "ExecutionArn": arn, "StartDate": millis(start_date) }));
         }
-        return watch_standard(engine, &exec.arn(), &input_text, mode).await;
+        return watch_standard(engine, &arn, &input_text, mode).await;
     }
     let result =
         engine.start_sync(&machine, &input, name).await.map_err(|e| TaskError::new("States.Runtime", e.to_string()))?;
