@@ -376,6 +376,31 @@ fn history_pages_both_ways(s: &dyn Store) {
         assert_eq!(sizes, [10, 10, 5], "reverse: {reverse}");
         assert_eq!(got, expected, "reverse: {reverse}");
     }
+    // Many events in one submission (one commit), read in pages that start and end
+    // inside it.
+    submit_wait(s, (26..=40).map(|id| event(&r.execution_arn, id)).collect()).unwrap();
+    let want: Vec<Vec<u8>> =
+        (1..=40).map(|id| format!("{{\"id\":{id},\"execution\":\"{}\"}}", r.execution_arn).into_bytes()).collect();
+    for reverse in [false, true] {
+        let mut expected = want.clone();
+        if reverse {
+            expected.reverse();
+        }
+        for size in [1, 3, 7, 40, 41] {
+            let mut got = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let page = s.history(&r.execution_arn, reverse, size, token.as_deref()).unwrap();
+                assert!(page.items.len() <= size);
+                got.extend(page.items);
+                match page.next_token {
+                    Some(t) => token = Some(t),
+                    None => break,
+                }
+            }
+            assert_eq!(got, expected, "reverse: {reverse}, pages of {size}");
+        }
+    }
     assert!(matches!(s.history(&r.execution_arn, false, 10, Some("nope")), Err(StoreError::InvalidToken(_))));
     assert!(matches!(s.history(&r.execution_arn, true, 10, Some("nope")), Err(StoreError::InvalidToken(_))));
     let none = s.history(&arn(MACHINE_A, "nobody"), false, 10, None).unwrap();
