@@ -1,20 +1,23 @@
-//! `store-commit [--seconds S] [--executions N] [--threads T] [--events E] [--dir D] [--json]`: durable
-//! state transitions per second through `RedbStore::submit` (group commit).
+//! `store-commit [--seconds S] [--executions N] [--threads T] [--events E] [--dir D]
+//! [--json]`: durable state transitions per second through `RedbStore::submit` (group
+//! commit).
 //!
 //! Models what the executor will do with a durable store: N logical executions, spread
 //! over T submitter threads (like shards), each with at most one transition in flight: a
 //! thread submits a transition for every execution it owns, then, each time an
 //! acknowledgement comes back, records its latency and submits that execution's next
 //! transition. A transition is one `Write::Journal` (40 bytes) and two `Write::Event`s
-//! (~250 bytes of history JSON each; `--events`), as a Task state's step records. A write counts once
-//! its acknowledgement has run, i.e. after the group's `fdatasync`.
+//! (~250 bytes of history JSON each; `--events`), as a Task state's step records. A write
+//! counts once its acknowledgement has run, i.e. after its group's `fdatasync`.
 //!
 //! Prints transitions/s, commits/s, the mean group (submissions per commit), the commit
-//! thread's busy share (and how much of it was redb's `commit`, and on a CPU), and the ack latency (submit → ack) p50/p99/max from an
-//! hdrhistogram; `--json` prints one JSON object with provenance instead (for
-//! `results/store-commit.md`). Guards the group commit: without it, throughput would be
-//! one transition per fsync. The store lives in `--dir` (default: a fresh directory under
-//! the system's temporary directory, removed at the end).
+//! thread's busy share (how much of it inside redb's `commit`, how much on a CPU), the ack
+//! latency (submit → ack) p50/p99/max from an hdrhistogram, and the disk's own fdatasync
+//! latency measured before and after the run (what bounds one execution); `--json` prints
+//! one JSON object with provenance instead (`results/store-commit.jsonl`, read in
+//! `results/store-commit.md`). Guards the group commit: without it, throughput would be one
+//! transition per fsync. The store lives in `--dir` (default: a fresh directory under the
+//! system's temporary directory, removed at the end).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -116,6 +119,29 @@ fn thread_cpu_ns(name: &str) -> Option<u64> {
     None
 }
 
+/// The disk's own durability latency beside the store: median of 50 `fdatasync`s of a
+/// 4 KiB overwrite in `dir`, microseconds. On a shared disk this moves with the
+/// neighbours' writes (0.15 to 4 ms on the project's VM), and it bounds what one execution
+/// can do: one transition per fsync.
+fn fsync_probe_us(dir: &std::path::Path) -> f64 {
+    use std::io::{Seek, SeekFrom, Write as _};
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path).expect("create the fsync probe file");
+    let block = [0x5a_u8; 4096];
+    let mut times = Vec::with_capacity(50);
+    for _ in 0..50 {
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.write_all(&block).unwrap();
+        let t = Instant::now();
+        f.sync_data().expect("fdatasync");
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 /// The commit thread's name as `/proc` shows it (15 bytes).
 const COMMITTER: &str = "sfn-store-commi";
 
@@ -132,6 +158,8 @@ fn main() {
         Some(d) => (d.clone(), false),
         None => (std::env::temp_dir().join(format!("sfn-store-commit-{}", std::process::id())), true),
     };
+    let _ = std::fs::create_dir_all(&dir);
+    let fsync_before = fsync_probe_us(&dir);
     let store = Arc::new(RedbStore::open(&dir).unwrap_or_else(|e| {
         eprintln!("store-commit: {e}");
         std::process::exit(1)
@@ -242,6 +270,7 @@ fn main() {
     let file_bytes = std::fs::metadata(store.path()).map(|m| m.len()).unwrap_or(0);
     let failed = failures.load(Ordering::Relaxed) + after.failed_commits;
     drop(store);
+    let fsync_after = fsync_probe_us(&dir);
     if remove {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -265,6 +294,7 @@ fn main() {
             "committer_in_redb_commit": (in_commit * 1000.0).round() / 1000.0,
             "committer_cpu": cpu.map(|c| (c * 1000.0).round() / 1000.0),
             "ack_latency_us": {"p50": us(0.5), "p99": us(0.99), "max": hist.max() as f64 / 1e3},
+            "fsync_probe_us": {"before": fsync_before.round(), "after": fsync_after.round()},
             "failed": failed,
             "file_bytes": file_bytes,
             "date": provenance::utc_now(),
@@ -278,7 +308,7 @@ fn main() {
         println!(
             "{} executions on {} threads, {elapsed:.1} s: {tps:.0} transitions/s ({:.0} writes/s), {cps:.0} commits/s, \
              mean group {group:.1}, commit thread busy {:.0}% (in redb's commit {:.0}%, on a CPU {}), \
-             ack latency p50 {:.0} us p99 {:.0} us max {:.0} us{}",
+             ack latency p50 {:.0} us p99 {:.0} us max {:.0} us; the disk's fdatasync {:.0} us before, {:.0} us after{}",
             args.executions,
             args.threads,
             (1 + args.events) as f64 * tps,
@@ -288,6 +318,8 @@ fn main() {
             us(0.5),
             us(0.99),
             hist.max() as f64 / 1e3,
+            fsync_before,
+            fsync_after,
             if failed > 0 { format!(", {failed} FAILED") } else { String::new() },
         );
     }
