@@ -636,6 +636,45 @@ fn redb_drop_drains_submitted_writes() {
 }
 
 #[test]
+fn redb_last_owner_dropped_in_an_ack() {
+    // The executor's acks hold the store; when the last one goes, the store is dropped on
+    // the commit thread, which must not wait for itself.
+    let dir = TempDir::new("last-owner");
+    let r = record(MACHINE_A, "last", 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    {
+        let s = Arc::new(RedbStore::open(dir.path()).unwrap());
+        create(&*s, &r);
+        let held = s.clone();
+        s.submit(
+            vec![journal(&r.execution_arn, 1)],
+            Box::new(move |res| {
+                // Until this test's own handle is gone, so this one is the last.
+                wait.recv_timeout(Duration::from_secs(10)).unwrap();
+                tx.send(res).unwrap();
+                drop(held);
+            }),
+        );
+    }
+    go.send(()).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), Ok(()));
+    // The commit thread closes the file once it has drained; then it opens again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        match RedbStore::open(dir.path()) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("the store did not close: {e}"),
+        }
+    };
+    assert_eq!(s.journal(&r.execution_arn).unwrap().len(), 2);
+}
+
+#[test]
 fn redb_acks_may_submit_but_not_wait() {
     let dir = TempDir::new("ack-calls");
     let s = Arc::new(RedbStore::open(dir.path()).unwrap());

@@ -23,6 +23,9 @@
 //! every committed group. A failed commit fails every submission of its group with
 //! [`StoreError::Io`] naming the file and the step; nothing of that group is stored.
 //!
+//! The queue is unbounded: callers bound what they have in flight (the executor: one
+//! transition per execution, waiting for its acknowledgement).
+//!
 //! Acknowledgements run on the commit thread: they may call [`Store::submit`] (the next
 //! transition) and read, but a synchronous write or [`Store::flush`] from an
 //! acknowledgement would wait for itself, so it returns an error instead.
@@ -247,10 +250,16 @@ impl RedbStore {
 impl Drop for RedbStore {
     /// Drains: everything submitted before the drop is committed (and acknowledged) before
     /// the commit thread stops and the file is closed.
+    ///
+    /// When the last owner of the store was an acknowledgement (an `Arc` captured by an
+    /// ack closure), the drop runs on the commit thread itself: it cannot wait for itself,
+    /// so it only asks it to stop; the thread closes the file when it has drained.
     fn drop(&mut self) {
         let _ = self.jobs.send(Job::Stop);
         if let Some(h) = self.committer.take() {
-            let _ = h.join();
+            if std::thread::current().id() != self.committer_id {
+                let _ = h.join();
+            }
         }
     }
 }
@@ -402,12 +411,19 @@ impl Committer {
             let stop = group.iter().any(|j| matches!(j, Job::Stop));
             let started = Instant::now();
             let len = group.len();
-            self.process(&mut group);
+            // The submitters of this group are acknowledged at the end of `process`: most
+            // submit their next writes then. Those queued before arrived while it committed.
+            let queued_before_acks = self.process(&mut group);
             last_busy = started.elapsed();
-            // The submitters of this group were just acknowledged: most submit their next
-            // writes now. Those already queued arrived while this group committed.
-            expected = self.queue.len() + len;
+            expected = queued_before_acks + len;
             if stop {
+                // Whatever acknowledgements submitted during the drain comes after the
+                // drop began: refused, not lost silently.
+                while let Ok(job) = self.queue.try_recv() {
+                    let closed =
+                        StoreError::Io(format!("{} is closed (submitted during its drop)", self.path.display()));
+                    let _ = catch_unwind(AssertUnwindSafe(|| job.finish(Err(closed))));
+                }
                 return;
             }
         }
@@ -446,8 +462,9 @@ impl Committer {
         }
     }
 
-    /// Commits a group and answers every job in it, in order.
-    fn process(&mut self, group: &mut Vec<Job>) {
+    /// Commits a group and answers every job in it, in order. Returns how many jobs were
+    /// queued when the answers began.
+    fn process(&mut self, group: &mut Vec<Job>) -> usize {
         // A group of flushes alone needs no transaction: every earlier group is done.
         let result = if group.iter().any(Job::writes) {
             let started = Instant::now();
@@ -467,12 +484,14 @@ impl Committer {
         } else {
             Ok(())
         };
+        let queued = self.queue.len();
         for job in group.drain(..) {
             // An acknowledgement that panics must not take the other ones (and the store)
             // with it.
             let r = result.clone();
             let _ = catch_unwind(AssertUnwindSafe(|| job.finish(r)));
         }
+        queued
     }
 
     /// Applies the group in one write transaction and commits it durably.
