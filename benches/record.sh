@@ -8,6 +8,8 @@
 #   NO_LOADGEN=1 benches/record.sh    # criterion only
 #   OPEN_LOOP=1 benches/record.sh     # only the open-loop checks: check-rate (rider, mixed),
 #                                     # check-cap, sweep (results/loadgen.jsonl, results/sweep.*)
+#   STORE_COMMIT=1 benches/record.sh  # only the durable store's group commit at 1..1024
+#                                     # executions (results/store-commit.jsonl; STORE_SECS=5)
 #
 # Each JSON line carries the date, commit, machine (cores, CPU model), the 1-minute load
 # average and the exact command, so figures from different runs can be compared honestly.
@@ -30,6 +32,18 @@ open_loop() {
 }
 if [[ -n "${OPEN_LOOP:-}" ]]; then
     open_loop
+    exit 0
+fi
+
+# Durable state transitions per second through RedbStore::submit (group commit), at
+# several numbers of executions in flight; see results/store-commit.md. Disk-bound: the
+# fsync latency of a shared disk moves these figures more than the code does.
+if [[ -n "${STORE_COMMIT:-}" ]]; then
+    cargo build -q --release -p sfn-benches --bin store-commit
+    for n in 1 16 64 256 1024; do
+        target/release/store-commit --seconds "${STORE_SECS:-5}" --executions "$n" --json >> results/store-commit.jsonl
+    done
+    echo "appended store-commit figures to results/store-commit.jsonl"
     exit 0
 fi
 

@@ -376,6 +376,31 @@ fn history_pages_both_ways(s: &dyn Store) {
         assert_eq!(sizes, [10, 10, 5], "reverse: {reverse}");
         assert_eq!(got, expected, "reverse: {reverse}");
     }
+    // Many events in one submission (one commit), read in pages that start and end
+    // inside it.
+    submit_wait(s, (26..=40).map(|id| event(&r.execution_arn, id)).collect()).unwrap();
+    let want: Vec<Vec<u8>> =
+        (1..=40).map(|id| format!("{{\"id\":{id},\"execution\":\"{}\"}}", r.execution_arn).into_bytes()).collect();
+    for reverse in [false, true] {
+        let mut expected = want.clone();
+        if reverse {
+            expected.reverse();
+        }
+        for size in [1, 3, 7, 40, 41] {
+            let mut got = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let page = s.history(&r.execution_arn, reverse, size, token.as_deref()).unwrap();
+                assert!(page.items.len() <= size);
+                got.extend(page.items);
+                match page.next_token {
+                    Some(t) => token = Some(t),
+                    None => break,
+                }
+            }
+            assert_eq!(got, expected, "reverse: {reverse}, pages of {size}");
+        }
+    }
     assert!(matches!(s.history(&r.execution_arn, false, 10, Some("nope")), Err(StoreError::InvalidToken(_))));
     assert!(matches!(s.history(&r.execution_arn, true, 10, Some("nope")), Err(StoreError::InvalidToken(_))));
     let none = s.history(&arn(MACHINE_A, "nobody"), false, 10, None).unwrap();
@@ -608,6 +633,45 @@ fn redb_drop_drains_submitted_writes() {
     assert_eq!(acked.load(Ordering::SeqCst), 500);
     let s = RedbStore::open(dir.path()).unwrap();
     assert_eq!(s.journal(&r.execution_arn).unwrap().len(), 501);
+}
+
+#[test]
+fn redb_last_owner_dropped_in_an_ack() {
+    // The executor's acks hold the store; when the last one goes, the store is dropped on
+    // the commit thread, which must not wait for itself.
+    let dir = TempDir::new("last-owner");
+    let r = record(MACHINE_A, "last", 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    {
+        let s = Arc::new(RedbStore::open(dir.path()).unwrap());
+        create(&*s, &r);
+        let held = s.clone();
+        s.submit(
+            vec![journal(&r.execution_arn, 1)],
+            Box::new(move |res| {
+                // Until this test's own handle is gone, so this one is the last.
+                wait.recv_timeout(Duration::from_secs(10)).unwrap();
+                tx.send(res).unwrap();
+                drop(held);
+            }),
+        );
+    }
+    go.send(()).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), Ok(()));
+    // The commit thread closes the file once it has drained; then it opens again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        match RedbStore::open(dir.path()) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("the store did not close: {e}"),
+        }
+    };
+    assert_eq!(s.journal(&r.execution_arn).unwrap().len(), 2);
 }
 
 #[test]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 mod memory;
 mod redb;
 
-pub use self::redb::RedbStore;
+pub use self::redb::{CommitStats, RedbStore};
 pub use memory::MemStore;
 
 /// An execution's status as `DescribeExecution` names it.
