@@ -12,7 +12,7 @@
 //! offset is saved in the store directory so that a later process never sees time run
 //! backwards: journaled clock readings, deadlines and history dates stay ordered.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sfn::clock::{system_now, Clock, NANOS_PER_SEC};
@@ -25,13 +25,30 @@ const UNSCALED_BEYOND: i64 = 300 * 24 * 3600 * NANOS_PER_SEC;
 pub struct CliClock {
     scale: f64,
     offset: AtomicI64,
+    /// Calls of [`Clock::real_wait`]: a shard asks it only right before it parks, after it
+    /// has published its gauges, so this counts the shards' turns that ended with a timer
+    /// pending (the driver's evidence that a shard has been through a whole turn).
+    parks: AtomicU64,
+    /// `parks` as of the last clock reading on a shard thread: names the turn the shard
+    /// was in (a reading after the `n`th park is in a turn that ends with park `n + 1`).
+    shard_turn: AtomicU64,
+}
+
+thread_local! {
+    /// The executor names its shard threads `sfn-shard-N`.
+    static ON_SHARD: bool = std::thread::current().name().is_some_and(|n| n.starts_with("sfn-shard-"));
 }
 
 impl CliClock {
     /// `scale` is `--wait-scale` (checked by the caller: finite, >= 0); `offset` what the
     /// last process using the store left (0 for a new one).
     pub fn new(scale: f64, offset: i64) -> CliClock {
-        CliClock { scale, offset: AtomicI64::new(offset.max(0)) }
+        CliClock {
+            scale,
+            offset: AtomicI64::new(offset.max(0)),
+            parks: AtomicU64::new(0),
+            shard_turn: AtomicU64::new(0),
+        }
     }
 
     /// How far ahead of wall time this clock is (nanoseconds).
@@ -47,6 +64,17 @@ impl CliClock {
         }
     }
 
+    /// How many times a shard has been about to park (see the field).
+    pub fn parks(&self) -> u64 {
+        self.parks.load(Ordering::SeqCst)
+    }
+
+    /// The turn of the shard's latest clock reading: it has ended once
+    /// [`CliClock::parks`] exceeds this.
+    pub fn shard_turn(&self) -> u64 {
+        self.shard_turn.load(Ordering::SeqCst)
+    }
+
     /// Whether the driver shortens waits (scale below 1).
     pub fn skips(&self) -> bool {
         self.scale < 1.0
@@ -55,19 +83,32 @@ impl CliClock {
 
 impl Clock for CliClock {
     fn now(&self) -> i64 {
+        if ON_SHARD.with(|s| *s) {
+            self.shard_turn.store(self.parks.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
         system_now() + self.offset.load(Ordering::SeqCst)
     }
 
     fn sleep_until(&self, t: i64) {
         let ahead = t.saturating_sub(self.now()).max(0);
-        std::thread::sleep(self.real_wait(t));
+        std::thread::sleep(self.distance(t));
         if self.skips() && ahead <= UNSCALED_BEYOND {
             self.skip_to(t);
         }
     }
 
     fn real_wait(&self, t: i64) -> Duration {
-        let ahead = t.saturating_sub(self.now()).max(0);
+        self.parks.fetch_add(1, Ordering::SeqCst);
+        self.distance(t)
+    }
+}
+
+impl CliClock {
+    /// Not a reading of the clock for [`CliClock::shard_turn`]: `real_wait` asks it at
+    /// the very end of a turn.
+    fn distance(&self, t: i64) -> Duration {
+        let now = system_now() + self.offset.load(Ordering::SeqCst);
+        let ahead = t.saturating_sub(now).max(0);
         if self.scale == 1.0 || ahead > UNSCALED_BEYOND {
             Duration::from_nanos(ahead as u64)
         } else {

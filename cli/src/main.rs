@@ -112,10 +112,15 @@ enum Command {
     Resume {
         /// The execution to report on (default: the most recently started one running).
         execution_arn: Option<String>,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
-        #[arg(long)]
+        /// The longest the process sleeps for a timer (default: no limit; see `run`).
+        #[arg(long, value_name = "SECONDS")]
         max_sleep: Option<f64>,
+        /// Replaces the --wait-scale the store's run was given (kept for later commands).
+        #[arg(long)]
+        wait_scale: Option<f64>,
     },
     /// Read the executions kept in a store.
     Executions {
@@ -159,7 +164,8 @@ struct RunArgs {
     /// Scale Wait states and retry back-off in real time (0 skips them; 1 is real time).
     #[arg(long, default_value_t = 1.0)]
     wait_scale: f64,
-    /// Seed for States.UUID, States.MathRandom, retry jitter and task tokens.
+    /// Seed for States.UUID, States.MathRandom, retry jitter and task tokens (on the
+    /// engine also for the execution names it generates).
     #[arg(long)]
     seed: Option<u64>,
     /// Keep executions, queues and topics in this directory (created if needed), durable
@@ -196,34 +202,57 @@ struct RunArgs {
 enum TaskAction {
     /// SendTaskSuccess.
     Success {
+        /// The task token (tokens may start with `-`: taken as they are).
+        #[arg(allow_hyphen_values = true)]
         token: String,
         /// The task's result (JSON text).
         #[arg(long)]
         output: String,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
+        /// The longest the process sleeps for a timer (default: no limit; see `run`).
         #[arg(long, value_name = "SECONDS")]
         max_sleep: Option<f64>,
+        /// Replaces the --wait-scale the store's run was given (kept for later commands).
+        #[arg(long)]
+        wait_scale: Option<f64>,
     },
     /// SendTaskFailure.
     Failure {
+        /// The task token (tokens may start with `-`: taken as they are).
+        #[arg(allow_hyphen_values = true)]
         token: String,
+        /// The error name (what the state's Retry and Catch match).
         #[arg(long)]
         error: String,
+        /// A longer description of the failure.
         #[arg(long)]
         cause: Option<String>,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
+        /// The longest the process sleeps for a timer (default: no limit; see `run`).
         #[arg(long, value_name = "SECONDS")]
         max_sleep: Option<f64>,
+        /// Replaces the --wait-scale the store's run was given (kept for later commands).
+        #[arg(long)]
+        wait_scale: Option<f64>,
     },
     /// SendTaskHeartbeat.
     Heartbeat {
+        /// The task token (tokens may start with `-`: taken as they are).
+        #[arg(allow_hyphen_values = true)]
         token: String,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
+        /// The longest the process sleeps for a timer (default: no limit; see `run`).
         #[arg(long, value_name = "SECONDS")]
         max_sleep: Option<f64>,
+        /// Replaces the --wait-scale the store's run was given (kept for later commands).
+        #[arg(long)]
+        wait_scale: Option<f64>,
     },
 }
 
@@ -240,12 +269,14 @@ enum ExecutionsAction {
         /// At most this many.
         #[arg(long)]
         max: Option<usize>,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
     },
     /// DescribeExecution's fields as one JSON object.
     Describe {
         execution_arn: String,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
     },
@@ -261,6 +292,7 @@ enum ExecutionsAction {
         /// The page after the one that returned this token.
         #[arg(long)]
         next_token: Option<String>,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
     },
@@ -271,6 +303,7 @@ enum QueueAction {
     /// Create a queue (no-op if it exists).
     Create {
         name: String,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
     },
@@ -280,6 +313,7 @@ enum QueueAction {
         name: String,
         #[arg(long, default_value_t = 10)]
         max: usize,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
     },
@@ -290,6 +324,7 @@ enum TopicAction {
     /// Create a topic (no-op if it exists).
     Create {
         name: String,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
     },
@@ -300,6 +335,7 @@ enum TopicAction {
         /// The first position to print.
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// The store directory.
         #[arg(long)]
         store: PathBuf,
     },
@@ -331,6 +367,15 @@ fn report(command: &str, result: Result<(), Failure>) -> ExitCode {
 
 fn print(result: Result<String, Failure>) -> Result<(), Failure> {
     result.map(|line| println!("{line}"))
+}
+
+fn check_wait_scale(scale: Option<f64>) -> Result<(), Failure> {
+    match scale {
+        Some(f) if !(f.is_finite() && f >= 0.0) => {
+            Err(Failure::Usage(format!("--wait-scale must be a number >= 0, not {f}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn max_sleep(seconds: Option<f64>) -> Result<Option<Duration>, Failure> {
@@ -370,22 +415,30 @@ fn main() -> ExitCode {
             }
         }
         Command::Task { action } => {
-            let (token, store, sleep, callback) = match &action {
-                TaskAction::Success { token, output, store, max_sleep } => {
-                    (token, store, max_sleep, workflow::Callback::Success { output })
+            let (token, store, sleep, scale, callback) = match &action {
+                TaskAction::Success { token, output, store, max_sleep, wait_scale } => {
+                    (token, store, max_sleep, wait_scale, workflow::Callback::Success { output })
                 }
-                TaskAction::Failure { token, error, cause, store, max_sleep } => {
-                    (token, store, max_sleep, workflow::Callback::Failure { error, cause: cause.as_deref() })
-                }
-                TaskAction::Heartbeat { token, store, max_sleep } => {
-                    (token, store, max_sleep, workflow::Callback::Heartbeat)
+                TaskAction::Failure { token, error, cause, store, max_sleep, wait_scale } => (
+                    token,
+                    store,
+                    max_sleep,
+                    wait_scale,
+                    workflow::Callback::Failure { error, cause: cause.as_deref() },
+                ),
+                TaskAction::Heartbeat { token, store, max_sleep, wait_scale } => {
+                    (token, store, max_sleep, wait_scale, workflow::Callback::Heartbeat)
                 }
             };
-            let result = max_sleep(*sleep).and_then(|s| workflow::task(store, token, callback, s));
+            let result = check_wait_scale(*scale)
+                .and_then(|()| max_sleep(*sleep))
+                .and_then(|s| workflow::task(store, token, callback, s, *scale));
             report("task", print(result))
         }
-        Command::Resume { execution_arn, store, max_sleep: sleep } => {
-            let result = max_sleep(sleep).and_then(|s| workflow::resume(&store, execution_arn.as_deref(), s));
+        Command::Resume { execution_arn, store, max_sleep: sleep, wait_scale } => {
+            let result = check_wait_scale(wait_scale)
+                .and_then(|()| max_sleep(sleep))
+                .and_then(|s| workflow::resume(&store, execution_arn.as_deref(), s, wait_scale));
             report("resume", print(result))
         }
         Command::Executions { action } => report(
@@ -433,9 +486,7 @@ pub(crate) fn list(diags: &[Diagnostic]) -> String {
 /// `sfn run`: on the engine with a store when [`workflow::needs_engine`] says so, else on
 /// the in-process local driver.
 fn run(a: RunArgs) -> Result<String, Failure> {
-    if !(a.wait_scale.is_finite() && a.wait_scale >= 0.0) {
-        return Err(Failure::Usage(format!("--wait-scale must be a number >= 0, not {}", a.wait_scale)));
-    }
+    check_wait_scale(Some(a.wait_scale))?;
     let text = read(&a.definition).map_err(Failure::Usage)?;
     let asked = a.store.is_some()
         || !a.machines.is_empty()

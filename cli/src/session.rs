@@ -9,14 +9,19 @@
 //! JSON object of [`Finish`]), the setup file's format.
 //!
 //! **When is everything idle?** The engine has no "quiescent" call, so the driver watches
-//! three things: the shards' gauges (every execution parked, nothing in an inbox), the
-//! task handlers it wrapped (none in flight: the local SQS/SNS/Lambda calls, counted by
-//! [`Watch`]), and the store's group commits (none outstanding: a parked execution with an
-//! outstanding commit dispatches its next tasks when the commit is acknowledged). All of
-//! that must hold, with no counter moving, for [`SETTLE`]: the steps between (a commit
-//! acknowledged, the shard told, the next task dispatched) take microseconds, and the
-//! settle time covers the ones no counter sees (an Express child of
-//! `states:startExecution.sync` ending and its parent getting the answer).
+//! what it can: the shards' gauges (every execution parked, nothing in an inbox), the
+//! tokio runtime it gives the engine (no task alive: every handler call has answered and
+//! the answer is in a shard's queue), the store's group commits (none outstanding), and
+//! counters of those that must not move. Seen quiet for [`SETTLE`], it is confirmed with
+//! two probes: synchronous starts of a one-Pass Express machine, each followed by the end
+//! of the shard turn that ran it. The clock tells turns apart: a shard asks `real_wait`
+//! only right before it parks (after publishing its gauges), and the clock notes, at every
+//! reading on a shard thread, how many parks there have been. The second probe is sent
+//! once the first one's turn has ended, so a turn that began after everything seen so far
+//! was queued runs it: an acknowledged commit (whose shard then dispatches the next task),
+//! an answer, a resumed execution's start. When that turn has ended, its effects are in
+//! the counters and the gauges are fresh; nothing moved means nothing will until a
+//! callback or a timer. This does not depend on how fast the shard is scheduled.
 //!
 //! **Timers.** A timer due before the Standard one-year limit (a Wait, a retry back-off, a
 //! task timeout or heartbeat, `TimeoutSeconds`) keeps the process alive: it sleeps until
@@ -35,7 +40,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use sfn::clock::{Clock, NANOS_PER_SEC};
 use sfn::executor::STANDARD_MAX_SECONDS;
-use sfn::executor::{Engine, MachineSpec, ShardGaugesSnapshot, Shutdown, StateMachine, SyncError, SyncResult};
+use sfn::executor::{
+    Engine, MachineSpec, ShardGaugesSnapshot, Shutdown, StartError, StateMachine, SyncError, SyncResult,
+};
 use sfn::handlers::{Handler, OwnedTaskContext, Registry};
 use sfn::services::{FunctionError, Functions, Services, RESOURCES};
 use sfn::store::{
@@ -52,9 +59,15 @@ use crate::Failure;
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "123456789012";
 
-/// How long everything must stay idle, with no counter moving, before the process exits
-/// leaving an execution waiting for a callback.
-pub const SETTLE: Duration = Duration::from_millis(150);
+/// How long everything must look idle before the driver probes the shard to confirm it.
+pub const SETTLE: Duration = Duration::from_millis(20);
+/// The probe machine (Express, one Pass state): registered on every session's engine,
+/// never stored (Express executions keep no record).
+const PROBE: &str = "sfn-cli-idle-probe";
+const PROBE_DEFINITION: &str = r#"{"StartAt":"Probe","States":{"Probe":{"Type":"Pass","End":true}}}"#;
+/// The longest the driver waits for a probed shard to end its turn (it always does at
+/// once while it holds an execution; without one it parks with no timer and says nothing).
+const PROBE_TURN: Duration = Duration::from_secs(1);
 /// How often the driver looks.
 const POLL: Duration = Duration::from_millis(3);
 /// Sleeping longer than this for a timer is announced on stderr.
@@ -307,6 +320,10 @@ pub struct Session {
     pub store: Arc<RedbStore>,
     pub engine: Engine,
     pub clock: Arc<CliClock>,
+    /// The runtime the engine's asynchronous handlers run on: ours, so that the driver can
+    /// count its live tasks.
+    runtime: Option<tokio::runtime::Runtime>,
+    probe: StateMachine,
     watch: Arc<Watch>,
     machines: Vec<StateMachine>,
     known_tokens: Vec<String>,
@@ -329,10 +346,17 @@ impl Session {
         for resource in RESOURCES {
             registry.register(resource, watched(services.handler(resource).expect("a listed resource"), &watch));
         }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sfn-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::Usage(format!("cannot start the I/O runtime: {e}")))?;
         // One shard: a command-line run holds a handful of executions, and one thread keeps
         // the gauges the driver reads in one place.
         let builder = Engine::builder()
             .shards(1)
+            .tokio_handle(runtime.handle().clone())
             .clock(clock.clone())
             .region_account(REGION, ACCOUNT)
             .handlers(registry)
@@ -342,11 +366,16 @@ impl Session {
         // execution's name taken.
         let seed = seed.unwrap_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0);
         let engine = builder.seed(seed).build();
+        let probe = engine
+            .register(MachineSpec::new(PROBE, PROBE_DEFINITION.as_bytes(), MachineType::Express))
+            .map_err(|e| Failure::Usage(format!("(internal error) the idle probe: {e}")))?;
         let mut session = Session {
             dir: dir.to_owned(),
             store,
             engine,
             clock,
+            runtime: Some(runtime),
+            probe,
             watch,
             machines: Vec::new(),
             known_tokens: setup.tokens.clone(),
@@ -417,13 +446,38 @@ impl Session {
         }
     }
 
-    fn snapshot(&self) -> (Vec<ShardGaugesSnapshot>, usize, usize, u64) {
-        // The counters first: anything that moves while the gauges are read shows as a
+    /// Whether everything looks idle, the gauges, and the activity count.
+    fn look(&self) -> (bool, Vec<ShardGaugesSnapshot>, u64) {
+        // The counters first: anything that moves while the rest is read shows as a
         // changed activity count on the next look.
         let activity = self.watch.activity.load(Ordering::SeqCst);
         let calls = self.watch.calls.load(Ordering::SeqCst);
         let commits = self.watch.commits.load(Ordering::SeqCst);
-        (self.engine.gauges(), calls, commits, activity)
+        let tasks = self.runtime.as_ref().map_or(0, |rt| rt.metrics().num_alive_tasks());
+        let gauges = self.engine.gauges();
+        let quiet =
+            calls == 0 && commits == 0 && tasks == 0 && gauges.iter().all(|g| g.inbox == 0 && g.executions == g.parked);
+        (quiet, gauges, activity)
+    }
+
+    /// Confirms what looked idle (see the module's doc): two probes, each followed by the
+    /// end of the shard's turn; then everything must still look idle with nothing moved.
+    fn confirm_idle(&self, activity: u64) -> Result<bool, Failure> {
+        let input = sfn::executor::Input::from_json(&b"{}"[..]).expect("valid JSON");
+        for _ in 0..2 {
+            self.engine
+                .start_sync(&self.probe, &input, None)
+                .wait()
+                .map_err(|e| Failure::Usage(format!("(internal error) the idle probe: {e}")))?;
+            // The probe read the clock in the turn that ran it: wait for that turn's end.
+            let turn = self.clock.shard_turn();
+            let deadline = Instant::now() + PROBE_TURN;
+            while self.clock.parks() <= turn && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        let (quiet, _, now) = self.look();
+        Ok(quiet && now == activity)
     }
 
     /// The earliest Standard one-year limit among the executions that may be running:
@@ -460,7 +514,9 @@ impl Session {
                     error: r.error,
                     cause: r.cause,
                 })),
-                Ok(Err(e)) => Err(Failure::Usage(format!("the execution {arn} did not end: {e}"))),
+                Ok(Err(SyncError::Start(StartError::Store(e)))) => Err(store_failed(StoreError::Io(e))),
+                Ok(Err(SyncError::Start(e))) => Err(Failure::Aws(e.to_string())),
+                Ok(Err(e)) => Err(Failure::Usage(format!("the execution of {arn} did not end: {e}"))),
                 Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                     Err(Failure::Usage(format!("(internal error) the execution {arn} gave no result")))
@@ -479,8 +535,7 @@ impl Session {
             if let Some(e) = self.ended(until)? {
                 return Ok(Finish::Ended(e));
             }
-            let (gauges, calls, commits, activity) = self.snapshot();
-            let quiet = calls == 0 && commits == 0 && gauges.iter().all(|g| g.inbox == 0 && g.executions == g.parked);
+            let (quiet, gauges, activity) = self.look();
             if !quiet {
                 idle_since = None;
                 std::thread::sleep(POLL);
@@ -518,6 +573,10 @@ impl Session {
             match &idle_since {
                 Some((since, a, g)) if *a == activity && *g == gauges => {
                     if since.elapsed() >= SETTLE {
+                        if !self.confirm_idle(activity)? {
+                            idle_since = None;
+                            continue;
+                        }
                         self.store.flush().map_err(store_failed)?;
                         if let Some(e) = self.ended(until)? {
                             return Ok(Finish::Ended(e));
@@ -551,8 +610,13 @@ impl Session {
 
     /// Stops the engine (executions still running stay in the store, to resume), makes
     /// everything durable, and records in `setup` what the next process needs.
-    pub fn close(self, setup: &mut Setup) -> Result<(), Failure> {
+    pub fn close(mut self, setup: &mut Setup) -> Result<(), Failure> {
         self.engine.shutdown(Shutdown::Abandon);
+        // Handlers still running (a Lambda command) are abandoned: their executions run
+        // them again when they resume.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
         self.store.flush().map_err(store_failed)?;
         setup.tokens = self.routed_tokens()?;
         setup.clock_offset = self.clock.offset();

@@ -180,8 +180,34 @@ pub fn run(r: RunRequest<'_>) -> Result<String, Failure> {
         Some(d) => (d.to_owned(), false),
         None => (temporary_dir(), true),
     };
+    let result = run_in(&r, &dir, temporary, children, main_mocks, lambdas, &input);
+    if temporary && !matches!(result, Ok((_, Finish::Parked { .. }))) {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let (arn, finish) = result?;
+    if temporary && matches!(finish, Finish::Parked { .. }) {
+        eprintln!(
+            "sfn run: the execution waits in {}: carry on with `sfn task ... --store {0}` or `sfn resume --store {0}`",
+            dir.display()
+        );
+    }
+    Ok(finish_json(&finish, &arn, &dir))
+}
+
+/// `sfn run` in its store directory: the setup merged and saved once the engine has
+/// accepted every definition (a store is never left with a setup it cannot start), the
+/// queues and topics created, the execution started and driven.
+fn run_in(
+    r: &RunRequest<'_>,
+    dir: &Path,
+    temporary: bool,
+    children: Vec<MachineDef>,
+    main_mocks: Option<MockRef>,
+    lambdas: Vec<(String, String)>,
+    input: &Input,
+) -> Result<(String, Finish), Failure> {
     let mut setup =
-        if temporary { Setup::default() } else { Setup::load(&dir).map_err(Failure::Usage)?.unwrap_or_default() };
+        if temporary { Setup::default() } else { Setup::load(dir).map_err(Failure::Usage)?.unwrap_or_default() };
     setup.wait_scale = r.wait_scale;
     for c in children {
         setup.put_machine(c);
@@ -189,30 +215,32 @@ pub fn run(r: RunRequest<'_>) -> Result<String, Failure> {
     setup.put_machine(MachineDef {
         name: r.name.clone(),
         machine_type: r.machine_type,
-        definition: utf8(r.text, r.definition)?,
+        definition: utf8(r.text.clone(), r.definition)?,
         mocks: main_mocks,
     });
     for (n, c) in lambdas {
         setup.put_lambda(n, c);
     }
-    let store = open_store(&dir)?;
-    setup.save(&dir).map_err(Failure::Usage)?;
+    let store = open_store(dir)?;
     for q in r.queues {
         store.create_queue(q).map_err(|e| Failure::Usage(format!("cannot create the queue {q}: {e}")))?;
     }
     for t in r.topics {
         store.create_topic(t).map_err(|e| Failure::Usage(format!("cannot create the topic {t}: {e}")))?;
     }
-    let session = Session::start(&dir, store, &setup, r.seed)?;
-    let machine = session.machine(&r.name).expect("registered above").clone();
+    let session = Session::start(dir, store, &setup, r.seed)?;
     let outcome = (|| {
+        // Saved before the execution starts: a process that dies from here on leaves a
+        // directory that `sfn resume` carries on.
+        setup.save(dir).map_err(Failure::Usage)?;
+        let machine = session.machine(&r.name).expect("registered by Session::start").clone();
         let until = match r.machine_type {
             MachineType::Standard => {
-                let x = session.engine.start(&machine, &input, r.execution_name).map_err(start_failed)?;
+                let x = session.engine.start(&machine, input, r.execution_name).map_err(start_failed)?;
                 Until::Record(x.arn())
             }
             MachineType::Express => {
-                let sync = session.engine.start_sync(&machine, &input, r.execution_name);
+                let sync = session.engine.start_sync(&machine, input, r.execution_name);
                 let (tx, rx) = std::sync::mpsc::channel();
                 std::thread::spawn(move || {
                     let _ = tx.send(sync.wait());
@@ -225,23 +253,10 @@ pub fn run(r: RunRequest<'_>) -> Result<String, Failure> {
             Until::Record(a) => a,
             Until::Sync(..) => String::new(),
         };
-        Ok((finish, arn))
+        Ok((arn, finish))
     })();
     session.close(&mut setup)?;
-    let (finish, arn) = outcome?;
-    let line = finish_json(&finish, &arn, &dir);
-    if temporary {
-        match finish {
-            Finish::Ended(_) => {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            Finish::Parked { .. } => eprintln!(
-                "sfn run: the execution waits in {}: carry on with `sfn task ... --store {0}` or `sfn resume --store {0}`",
-                dir.display()
-            ),
-        }
-    }
-    Ok(line)
+    outcome
 }
 
 /// A store directory an earlier `sfn run` set up (the setup file must be there).
@@ -269,8 +284,15 @@ pub enum Callback<'a> {
 }
 
 /// `sfn task success|failure|heartbeat TOKEN --store DIR`.
-pub fn task(dir: &Path, token: &str, callback: Callback<'_>, max_sleep: Option<Duration>) -> Result<String, Failure> {
+pub fn task(
+    dir: &Path,
+    token: &str,
+    callback: Callback<'_>,
+    max_sleep: Option<Duration>,
+    wait_scale: Option<f64>,
+) -> Result<String, Failure> {
     let mut setup = set_up(dir)?;
+    setup.wait_scale = wait_scale.unwrap_or(setup.wait_scale);
     let store = open_store(dir)?;
     // Checked before anything resumes: an unknown token changes nothing.
     let Some(owner) = store.token(token).map_err(|e| Failure::Usage(format!("the store failed: {e}")))? else {
@@ -299,8 +321,14 @@ pub fn task(dir: &Path, token: &str, callback: Callback<'_>, max_sleep: Option<D
 /// `sfn resume --store DIR [ARN]`: carries on with the unfinished executions (after
 /// `--max-sleep`, or a process that was stopped), reporting on `arn` or the most
 /// recently started one still running.
-pub fn resume(dir: &Path, arn: Option<&str>, max_sleep: Option<Duration>) -> Result<String, Failure> {
+pub fn resume(
+    dir: &Path,
+    arn: Option<&str>,
+    max_sleep: Option<Duration>,
+    wait_scale: Option<f64>,
+) -> Result<String, Failure> {
     let mut setup = set_up(dir)?;
+    setup.wait_scale = wait_scale.unwrap_or(setup.wait_scale);
     let store = open_store(dir)?;
     let target = match arn {
         Some(a) => {
