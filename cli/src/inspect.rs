@@ -41,8 +41,17 @@ fn failed(e: StoreError) -> Failure {
     }
 }
 
-fn print_line(v: &Json) {
-    println!("{v}");
+/// One line on stdout. A reader that went away (`| head -1`) ends the command quietly,
+/// as ripgrep does, instead of the panic `println!` would give.
+fn print_line(v: &impl std::fmt::Display) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{v}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("sfn: cannot write to stdout: {e}");
+        std::process::exit(2);
+    }
 }
 
 /// A ListExecutions item.
@@ -149,7 +158,7 @@ pub fn history(
         out.push_str(&Json::from(t).to_string());
     }
     out.push('}');
-    println!("{out}");
+    print_line(&out);
     Ok(())
 }
 

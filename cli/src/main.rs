@@ -247,7 +247,8 @@ enum TaskAction {
         /// The store directory.
         #[arg(long)]
         store: PathBuf,
-        /// The longest the process sleeps for a timer (default: no limit; see `run`).
+        /// The longest the process sleeps for a timer (default 0: a heartbeat moves nothing
+        /// on, and sleeping to the deadline it pushed back would defeat it; see `run`).
         #[arg(long, value_name = "SECONDS")]
         max_sleep: Option<f64>,
         /// Replaces the --wait-scale the store's run was given (kept for later commands).
@@ -427,7 +428,7 @@ fn main() -> ExitCode {
                     workflow::Callback::Failure { error, cause: cause.as_deref() },
                 ),
                 TaskAction::Heartbeat { token, store, max_sleep, wait_scale } => {
-                    (token, store, max_sleep, wait_scale, workflow::Callback::Heartbeat)
+                    (token, store, &max_sleep.or(Some(0.0)), wait_scale, workflow::Callback::Heartbeat)
                 }
             };
             let result = check_wait_scale(*scale)

@@ -82,9 +82,11 @@ pub fn machine_arn(name: &str) -> String {
 
 /// Opens the store in `dir` (creating it), naming the directory in the error.
 pub fn open_store(dir: &Path) -> Result<Arc<RedbStore>, Failure> {
-    RedbStore::open(dir)
-        .map(Arc::new)
-        .map_err(|e| Failure::Usage(format!("cannot open the store in {}: {e}", dir.display())))
+    RedbStore::open(dir).map(Arc::new).map_err(|e| {
+        // redb keeps the file locked while a process has it open.
+        let busy = if e.to_string().contains("already open") { " (is another sfn process using it?)" } else { "" };
+        Failure::Usage(format!("cannot open the store in {}: {e}{busy}", dir.display()))
+    })
 }
 
 fn store_failed(e: StoreError) -> Failure {
@@ -544,8 +546,10 @@ impl Session {
             let next_timer = gauges.iter().map(|g| g.next_timer).min().unwrap_or(i64::MAX);
             let timer = (next_timer < self.horizon()?).then_some(next_timer);
             let now = self.clock.now();
-            let beyond_max_sleep = match (timer, max_sleep) {
-                (Some(t), Some(max)) => t.saturating_sub(now) > max.as_nanos() as i64,
+            // An Express run waits for its answer whatever --max-sleep says: it cannot be
+            // resumed later.
+            let beyond_max_sleep = match (timer, max_sleep, until) {
+                (Some(t), Some(max), Until::Record(_)) => t.saturating_sub(now) > max.as_nanos() as i64,
                 _ => false,
             };
             if let Some(t) = timer.filter(|_| !beyond_max_sleep) {
@@ -565,7 +569,7 @@ impl Session {
                 std::thread::sleep(left.clamp(POLL, Duration::from_millis(50)));
                 continue;
             }
-            if matches!(until, Until::Sync(..)) && timer.is_none() {
+            if matches!(until, Until::Sync(..)) {
                 // An Express execution cannot wait for a callback: something is on its way.
                 std::thread::sleep(POLL);
                 continue;

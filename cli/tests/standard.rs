@@ -263,6 +263,31 @@ fn a_heartbeat_keeps_the_execution_waiting() {
     assert_eq!(v, json!({"status": "RUNNING", "executionArn": arn, "waitingForCallback": true, "store": s(&store)}));
     let v = object(&sfn(&["task", "success", &token, "--output", "{}", "--store", s(&store)]));
     assert_eq!(v["status"], "RUNNING", "the same token still answers the task: {v}");
+
+    // A task with HeartbeatSeconds: its deadline is a timer, which would keep `run` until
+    // it fires; --max-sleep 0 hands over at once, and `task heartbeat` does by default.
+    let dir = scratch("heartbeat-deadline");
+    let def = dir.join("ask.asl.json");
+    std::fs::write(
+        &def,
+        r#"{"StartAt":"Ask","States":{"Ask":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+          "HeartbeatSeconds":600,"Parameters":{"QueueUrl":"Asks","MessageBody":{"TaskToken.$":"$$.Task.Token"}},"End":true}}}"#,
+    )
+    .unwrap();
+    let store = dir.join("store");
+    let v = object(&sfn(&["run", s(&def), "--store", s(&store), "--queue", "Asks", "--max-sleep", "0"]));
+    assert_eq!((v["status"].as_str(), v["waitingForCallback"].as_bool()), (Some("RUNNING"), Some(true)), "{v}");
+    let deadline = v["nextTimer"].as_f64().expect("the heartbeat deadline");
+    let m = lines(&sfn(&["queue", "receive", "Asks", "--store", s(&store)]));
+    let body: Json = serde_json::from_str(m[0]["Body"].as_str().unwrap()).unwrap();
+    let token = body["TaskToken"].as_str().unwrap();
+    let v = object(&sfn(&["task", "heartbeat", token, "--store", s(&store)]));
+    assert_eq!(v["status"], "RUNNING");
+    // (The shard's gauge may still name the old deadline: a timer entry re-armed later
+    // stays in its heap until it is due.)
+    assert!(v["nextTimer"].as_f64().unwrap() >= deadline, "{v}");
+    let v = object(&sfn(&["task", "success", token, "--output", r#""ok""#, "--store", s(&store)]));
+    assert_eq!((v["status"].as_str(), v["output"].as_str()), (Some("SUCCEEDED"), Some("ok")), "{v}");
 }
 
 #[test]
