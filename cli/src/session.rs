@@ -10,8 +10,9 @@
 //!
 //! **When is everything idle?** The engine has no "quiescent" call, so the driver watches
 //! what it can: the shards' gauges (every execution parked, nothing in an inbox), the
-//! tokio runtime it gives the engine (no task alive: every handler call has answered and
-//! the answer is in a shard's queue), the store's group commits (none outstanding), and
+//! tokio runtime it gives the engine (no task alive, but for those of parents waiting on a
+//! Standard child: every handler call has answered and the answer is in a shard's
+//! queue), the store's group commits (none outstanding), and
 //! counters of those that must not move. Seen quiet for [`SETTLE`], it is confirmed with
 //! two probes: synchronous starts of a one-Pass Express machine, each followed by the end
 //! of the shard turn that ran it. The clock tells turns apart: a shard asks `real_wait`
@@ -449,7 +450,7 @@ impl Session {
     }
 
     /// Whether everything looks idle, the gauges, and the activity count.
-    fn look(&self) -> (bool, Vec<ShardGaugesSnapshot>, u64) {
+    fn look(&self) -> Result<(bool, Vec<ShardGaugesSnapshot>, u64), Failure> {
         // The counters first: anything that moves while the rest is read shows as a
         // changed activity count on the next look.
         let activity = self.watch.activity.load(Ordering::SeqCst);
@@ -457,9 +458,27 @@ impl Session {
         let commits = self.watch.commits.load(Ordering::SeqCst);
         let tasks = self.runtime.as_ref().map_or(0, |rt| rt.metrics().num_alive_tasks());
         let gauges = self.engine.gauges();
-        let quiet =
-            calls == 0 && commits == 0 && tasks == 0 && gauges.iter().all(|g| g.inbox == 0 && g.executions == g.parked);
-        (quiet, gauges, activity)
+        let quiet = calls == 0 && commits == 0 && gauges.iter().all(|g| g.inbox == 0 && g.executions == g.parked);
+        Ok((quiet && (tasks == 0 || tasks <= self.waiting_tasks()?), gauges, activity))
+    }
+
+    /// The tokio tasks that stay alive while everything is idle: a parent waiting on a
+    /// Standard child (`states:startExecution.sync`) polls the store for the child's end
+    /// in a handler task (and the executor's task awaiting it), however long the child
+    /// waits for its own callback. Two per running child whose parent is running.
+    fn waiting_tasks(&self) -> Result<usize, Failure> {
+        let mut n = 0;
+        for m in self.machines.iter().filter(|m| m.machine_type() == MachineType::Standard) {
+            for r in self.store.unfinished(m.arn()).map_err(store_failed)? {
+                if let Some(parent) = &r.started_by {
+                    let running = self.store.execution(parent).map_err(store_failed)?;
+                    if running.is_some_and(|p| p.status == RecordStatus::Running) {
+                        n += 2;
+                    }
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Confirms what looked idle (see the module's doc): two probes, each followed by the
@@ -478,7 +497,7 @@ impl Session {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
-        let (quiet, _, now) = self.look();
+        let (quiet, _, now) = self.look()?;
         Ok(quiet && now == activity)
     }
 
@@ -537,7 +556,7 @@ impl Session {
             if let Some(e) = self.ended(until)? {
                 return Ok(Finish::Ended(e));
             }
-            let (quiet, gauges, activity) = self.look();
+            let (quiet, gauges, activity) = self.look()?;
             if !quiet {
                 idle_since = None;
                 std::thread::sleep(POLL);

@@ -452,3 +452,38 @@ fn lambda_commands_answer_lambda_invoke_and_temporary_stores_are_removed() {
     let o = sfn(&["run", s(&def), "--mocks", s(&mocks)]);
     assert_eq!(stdout(&o).trim(), r#"{"status":"SUCCEEDED","output":{"n":9}}"#);
 }
+
+#[test]
+fn a_parent_waiting_on_a_standard_child_parks_instead_of_hanging() {
+    let dir = scratch("nested");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let parent = write(
+        "parent.asl.json",
+        r#"{"StartAt":"Child","States":{"Child":{"Type":"Task","Resource":"arn:aws:states:::states:startExecution.sync:2",
+          "Parameters":{"StateMachineArn":"arn:aws:states:us-east-1:123456789012:stateMachine:Child",
+            "Input":{"n":1,"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$":"$$.Execution.Id"}},
+          "OutputPath":"$.Output","End":true}}}"#,
+    );
+    let quick = write("quick.asl.json", r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#);
+    let asking = write(
+        "asking.asl.json",
+        r#"{"StartAt":"Ask","States":{"Ask":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+          "Parameters":{"QueueUrl":"Q","MessageBody":{"TaskToken.$":"$$.Task.Token"}},"End":true}}}"#,
+    );
+    // A Standard child that ends at once: one process runs both.
+    let child = format!("Child={}:standard", s(&quick));
+    let v = object(&sfn(&["run", s(&parent), "--store", s(&dir.join("quick")), "--machine", &child]));
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    assert_eq!(v["output"]["n"], 1);
+    // One that waits for a callback: the parent's watch on it does not keep the process.
+    let store = dir.join("asking");
+    let child = format!("Child={}:standard", s(&asking));
+    let v = object(&sfn(&["run", s(&parent), "--store", s(&store), "--queue", "Q", "--machine", &child]));
+    assert_eq!((v["status"].as_str(), v["waitingForCallback"].as_bool()), (Some("RUNNING"), Some(true)), "{v}");
+    let running = lines(&sfn(&["executions", "list", "--status", "RUNNING", "--store", s(&store)]));
+    assert_eq!(running.len(), 2, "parent and child: {running:?}");
+}
