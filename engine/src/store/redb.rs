@@ -36,8 +36,8 @@
 //! by `(id, highest event id so far, highest journal seq + 1 so far)`, so an execution's
 //! rows are contiguous and in order, and a history page starts with one seek by event id.
 //! A B-tree write dirties a whole 4 KiB page; one row per execution per commit (instead of
-//! a row per entry in a journal table and an event table) halves the pages each
-//! transition dirties (see `Bundle`). Records are keyed by id and carry their listing
+//! a row per entry in a journal table and an event table) dirties one leaf per execution
+//! per commit instead of two (see `Bundle`). Records are keyed by id and carry their listing
 //! position (`listing`: creation order, read backwards for newest-first; `by_machine`: the
 //! same per state machine). `running` holds `(state machine, id)` for RUNNING executions
 //! only, so [`Store::unfinished`] reads just those, however many executions have finished.
