@@ -27,7 +27,7 @@ use serde_json::{json, Value as Json};
 use crate::clock::Clock;
 use crate::handlers::TaskError;
 use crate::history::HistoryEvent;
-use crate::store::{ExecutionRecord, Write};
+use crate::store::{ExecutionRecord, Store, Write};
 use crate::vm::{AsyncCall, CallbackError, Exec};
 
 /// One journal entry.
@@ -191,6 +191,26 @@ impl Durable {
         self.buf.clear();
         crate::history::write_history_event(ev, true, &mut self.buf);
         self.pending.push(Write::Event { execution_arn: self.arn.clone(), id: ev.id, json: self.buf.clone() });
+    }
+
+    /// The end: everything pending, the token routes removed and the final `record`, in
+    /// one commit; held callback replies go out once it is durable.
+    pub fn end(&mut self, record: Box<ExecutionRecord>, store: &dyn Store) {
+        let mut writes = std::mem::take(&mut self.pending);
+        for t in self.tokens.drain(..) {
+            writes.push(Write::Token { token: t.into(), execution_arn: None });
+        }
+        writes.push(Write::Record(record));
+        let mut replies = std::mem::take(&mut self.replies_in_commit);
+        replies.append(&mut self.replies);
+        store.submit(
+            writes,
+            Box::new(move |result| {
+                for r in replies {
+                    let _ = r.send(result.clone().map_err(|_| CallbackError::TaskDoesNotExist));
+                }
+            }),
+        );
     }
 
     /// Store writes for the tokens `waiting` now (routes added and removed).

@@ -123,6 +123,17 @@ fn unroute(inner: &Inner, live: &mut Live) {
     }
 }
 
+/// Tokens of the execution's callback tasks that timed out, for `TaskTimedOut` replies.
+fn remember_expired(inner: &Inner, exec: &mut crate::vm::Exec<'_>) {
+    let expired = exec.take_expired_tokens();
+    if !expired.is_empty() {
+        let mut set = inner.expired.lock();
+        for t in expired {
+            set.insert(t);
+        }
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -263,13 +274,7 @@ impl Shard {
         }
         let (max_nanos, level) = (machine.max_nanos, machine.logging.level);
         let now = self.clock().now();
-        let arena = match self.pool.pop() {
-            Some(a) => {
-                self.pooled_bytes -= a.allocated_bytes();
-                a
-            }
-            None => Box::new(Bump::with_capacity(self.inner.arena_bytes)),
-        };
+        let arena = self.pooled_arena();
         let cap = start.accepted_at.saturating_add(max_nanos);
         let seed = start.uuid as u64 ^ (start.uuid >> 64) as u64 ^ start.reruns as u64;
         let slot = self.insert(start, arena, now, cap);
@@ -298,13 +303,7 @@ impl Shard {
         if start.reruns == 0 && d.journal.is_empty() {
             machine.stats[self.index].accepted.add(1);
         }
-        let arena = match self.pool.pop() {
-            Some(a) => {
-                self.pooled_bytes -= a.allocated_bytes();
-                a
-            }
-            None => Box::new(Bump::with_capacity(self.inner.arena_bytes)),
-        };
+        let arena = self.pooled_arena();
         // The execution's clock starts when it was accepted (and stored), also on resume.
         let started = start.accepted_at;
         let cap = started.saturating_add(machine.max_nanos);
@@ -348,27 +347,14 @@ impl Shard {
     /// Ends a durable execution with `States.Runtime` and `cause`, stored.
     fn fail_durable(&mut self, slot: u32, cause: &str) {
         let now = self.clock().now();
+        let store = self.inner.store.clone().expect("durable executions have a store");
         if let Some(d) = self.durable(slot) {
             let mut r = d.record.clone();
             r.status = RecordStatus::Failed;
             r.stop_date = Some(now);
             r.error = Some("States.Runtime".into());
             r.cause = Some(cause.to_owned());
-            let mut writes = std::mem::take(&mut d.pending);
-            for t in d.tokens.drain(..) {
-                writes.push(Write::Token { token: t.into(), execution_arn: None });
-            }
-            writes.push(Write::Record(r));
-            let mut replies = std::mem::take(&mut d.replies_in_commit);
-            replies.append(&mut d.replies);
-            self.inner.store.as_ref().expect("durable executions have a store").submit(
-                writes,
-                Box::new(move |result| {
-                    for r in replies {
-                        let _ = r.send(result.clone().map_err(|_| CallbackError::TaskDoesNotExist));
-                    }
-                }),
-            );
+            d.end(r, &*store);
         }
         self.finish_with(slot, now, Status::Failed, None, Some("States.Runtime"), Some(cause));
     }
@@ -409,23 +395,7 @@ impl Shard {
                 }
                 live.durable.as_deref_mut().expect("durable").wants_run = true;
             }
-            Poll::Blocked { wake_at } => {
-                let s = &mut self.slots[slot as usize];
-                let live = s.live.as_mut().expect("occupied");
-                let t = wake_at.unwrap_or(i64::MAX).min(live.cap);
-                if t != live.armed {
-                    live.armed = t;
-                    self.timers.arm(Timer { at: t, slot, gen: s.gen });
-                }
-                if s.parked_bytes == 0 {
-                    s.parked_bytes = live.arena_bytes().max(1);
-                    self.parked_bytes += s.parked_bytes;
-                    self.parked += 1;
-                }
-                if live.start.machine.0.callbacks {
-                    self.route_tokens(slot);
-                }
-            }
+            Poll::Blocked { wake_at } => self.park(slot, wake_at),
         }
         self.commit(slot);
     }
@@ -479,6 +449,17 @@ impl Shard {
         }
         if again {
             self.unpark(slot);
+        }
+    }
+
+    /// A reset arena from the pool, or a new one.
+    fn pooled_arena(&mut self) -> Box<Bump> {
+        match self.pool.pop() {
+            Some(a) => {
+                self.pooled_bytes -= a.allocated_bytes();
+                a
+            }
+            None => Box::new(Bump::with_capacity(self.inner.arena_bytes)),
         }
     }
 
@@ -588,22 +569,28 @@ impl Shard {
                         return;
                     }
                 }
-                let s = &mut self.slots[slot as usize];
-                let live = s.live.as_mut().expect("still occupied");
-                let t = wake_at.unwrap_or(i64::MAX).min(live.cap);
-                if t != live.armed {
-                    live.armed = t;
-                    self.timers.arm(Timer { at: t, slot, gen: s.gen });
-                }
-                if s.parked_bytes == 0 {
-                    s.parked_bytes = live.arena_bytes().max(1);
-                    self.parked_bytes += s.parked_bytes;
-                    self.parked += 1;
-                }
-                if live.start.machine.0.callbacks {
-                    self.route_tokens(slot);
-                }
+                self.park(slot, wake_at);
             }
+        }
+    }
+
+    /// The execution in `slot` waits: its timer is armed at `wake_at` (or its cap), it
+    /// counts as parked, and its callback tokens are routed.
+    fn park(&mut self, slot: u32, wake_at: Option<i64>) {
+        let s = &mut self.slots[slot as usize];
+        let live = s.live.as_mut().expect("still occupied");
+        let t = wake_at.unwrap_or(i64::MAX).min(live.cap);
+        if t != live.armed {
+            live.armed = t;
+            self.timers.arm(Timer { at: t, slot, gen: s.gen });
+        }
+        if s.parked_bytes == 0 {
+            s.parked_bytes = live.arena_bytes().max(1);
+            self.parked_bytes += s.parked_bytes;
+            self.parked += 1;
+        }
+        if live.start.machine.0.callbacks {
+            self.route_tokens(slot);
         }
     }
 
@@ -613,13 +600,7 @@ impl Shard {
         let gen = self.slots[slot as usize].gen;
         let Some(live) = self.slots[slot as usize].live.as_mut() else { return };
         if let Some(exec) = live.exec() {
-            let expired = exec.take_expired_tokens();
-            if !expired.is_empty() {
-                let mut set = self.inner.expired.lock();
-                for t in expired {
-                    set.insert(t);
-                }
-            }
+            remember_expired(&self.inner, exec);
         }
         let mut waiting: Vec<Box<str>> =
             live.exec().map(|e| e.waiting_tokens().into_iter().map(Into::into).collect()).unwrap_or_default();
@@ -817,13 +798,7 @@ impl Shard {
             live.drain_events(|ev, _| d.event(ev));
         }
         let exec = live.exec().expect("a finished execution exists");
-        let expired = exec.take_expired_tokens();
-        if !expired.is_empty() {
-            let mut set = self.inner.expired.lock();
-            for t in expired {
-                set.insert(t);
-            }
-        }
+        remember_expired(&self.inner, exec);
         let outcome = exec.outcome().expect("finished");
         let transitions = exec.transitions();
         let (status, output, error, cause) = match outcome {
@@ -843,21 +818,7 @@ impl Shard {
             r.error = error.map(str::to_owned);
             r.cause = cause.map(str::to_owned);
             r.stop_date = Some(stop);
-            let mut writes = std::mem::take(&mut d.pending);
-            for t in d.tokens.drain(..) {
-                writes.push(Write::Token { token: t.into(), execution_arn: None });
-            }
-            writes.push(Write::Record(r));
-            let mut replies = std::mem::take(&mut d.replies_in_commit);
-            replies.append(&mut d.replies);
-            self.inner.store.as_ref().expect("durable executions have a store").submit(
-                writes,
-                Box::new(move |result| {
-                    for r in replies {
-                        let _ = r.send(result.clone().map_err(|_| CallbackError::TaskDoesNotExist));
-                    }
-                }),
-            );
+            d.end(r, &**self.inner.store.as_ref().expect("durable executions have a store"));
         }
         let stats = &live.start.machine.0.stats[self.index];
         stats.transitions.add(transitions);
