@@ -11,7 +11,7 @@
 //! # Semantics, and the evidence for each
 //!
 //! The recorded cases are the 330 `tests/conformance/cases/choice_operators__*` executions
-//! (AWS, June 2023, via LocalStack's snapshot suite); `engine/tests/choice_cases.rs` runs
+//! (AWS, June 2023, via LocalStack's snapshot suite); `engine/tests/suite/choice_cases.rs` runs
 //! every one of them, and the JSONPath `choice__*` cases, through this module.
 //!
 //! - **A type mismatch is false, never an error** (recorded: `NumericEquals` on null,

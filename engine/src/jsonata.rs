@@ -13,7 +13,7 @@
 //!
 //! Expressions run on the `jsonata-core` crate (pinned to an exact version in the workspace
 //! manifest), a port of the reference jsonata-js. AWS runs jsonata-js **2.0.6**;
-//! `engine/tests/jsonata_diff.rs` runs every expression of the JSONata conformance cases and
+//! `engine/tests/suite/jsonata_diff.rs` runs every expression of the JSONata conformance cases and
 //! a sample of the reference test suite through this module and through jsonata-js 2.0.6
 //! itself, and lists each disagreement in `tests/jsonata/known-disagreements.txt`. The crate
 //! is used only here, behind [`Expr`], [`Bindings`], [`QueryError`] and [`JsonataError`], so

@@ -1,7 +1,7 @@
 //! Fuzz target: definition bytes → `sfn::load` (parse, validate, compile), then a bounded
 //! run of whatever loads.
 //!
-//! Guards the same property as `engine/tests/validate_props.rs`, with coverage guidance:
+//! Guards the same property as `engine/tests/suite/validate_props.rs`, with coverage guidance:
 //! no input panics, validation and loading agree, and a loaded program runs on `{}` with no
 //! handlers until it finishes, blocks, or uses up its step budget. The first byte picks the
 //! machine type (so Express-only checks are reached); the rest is the definition.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the expression lists of engine/tests/jsonata_diff.rs (standard library only).
+"""Builds the expression lists of engine/tests/suite/jsonata_diff.rs (standard library only).
 
     tests/jsonata/extract.py conformance
         every `{% ... %}` expression of the JSONata states of tests/conformance/cases/

@@ -801,7 +801,7 @@ fn redb_crash_keeps_every_acknowledged_write() {
     let dir = TempDir::new("crash");
     let exe = std::env::current_exe().unwrap();
     let child = Command::new(exe)
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", crate::test_name(module_path!(), "crash_child").as_str(), "--nocapture", "--test-threads=1"])
         .env(CRASH_DIR, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -140,7 +140,7 @@ fn compile_disassembles() {
 
 /// The corpus through the binary, as users run it. The binary runs Standard semantics by
 /// default (check.py does not pass the machine type), so the one Express case that checks
-/// the express execution ARN can only pass in-process (engine/tests/conformance.rs).
+/// the express execution ARN can only pass in-process (engine/tests/suite/conformance.rs).
 #[test]
 fn check_py_against_the_binary_agrees_with_the_known_failures() {
     let report = std::env::temp_dir().join(format!("sfn-check-{}.json", std::process::id()));

@@ -18,7 +18,7 @@
 //!   JSONata (AWS ran all of them) validates without an error.
 //!
 //! To update expectations after a deliberate change, run
-//! `UPDATE_EXPECT=1 cargo test --release -p sfn-engine --test validate_cases` and review
+//! `UPDATE_EXPECT=1 cargo test --release -p sfn-engine --test suite validate_cases::` and review
 //! the diff: each `expected` list is rewritten from the current diagnostics, keeping a
 //! `message_contains` that still matches and otherwise using the whole new message. A new
 //! case can be written with `"expected": []` and filled in the same way — but read what

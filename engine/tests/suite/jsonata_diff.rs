@@ -219,7 +219,7 @@ fn jsonata_agrees_with_the_reference_implementation() {
     if std::env::var_os("UPDATE_KNOWN_DISAGREEMENTS").is_some() {
         let mut text = String::from(
             "# Expressions on which sfn::jsonata and jsonata-js 2.0.6 disagree, one per line:\n\
-             # id, kind (value | outcome | code | message), reason. Checked by engine/tests/jsonata_diff.rs:\n\
+             # id, kind (value | outcome | code | message), reason. Checked by engine/tests/suite/jsonata_diff.rs:\n\
              # an unlisted disagreement, or a listed one that went away, fails the test.\n",
         );
         for (id, (kind, detail)) in &found {

@@ -222,7 +222,7 @@ fn conformance_cases_match_aws() {
     if std::env::var_os("UPDATE_KNOWN_FAILURES").is_some() {
         let mut text = String::from(
             "# Conformance cases the engine does not pass yet, one per line: case name, then the reason.\n\
-             # Checked by engine/tests/conformance.rs: an unlisted failure or a listed pass fails the test.\n",
+             # Checked by engine/tests/suite/conformance.rs: an unlisted failure or a listed pass fails the test.\n",
         );
         for (name, reason) in &failures {
             let reason = known.get(name).cloned().unwrap_or_else(|| reason.replace('\n', " "));

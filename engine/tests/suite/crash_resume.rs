@@ -78,7 +78,13 @@ fn child_process() {
 
 fn spawn(mode: &str, dir: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            crate::test_name(module_path!(), "child_process").as_str(),
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(ENV, format!("{mode}:{}", dir.display()))
         .spawn()
         .expect("the test binary starts again")

@@ -1,6 +1,6 @@
 //! Golden disassembly: every `tests/golden/*.asl.json` compiles to exactly the listing in
 //! the `.disasm` file beside it, so a change in the compiler's output shows up in review.
-//! `UPDATE_EXPECT=1 cargo test --test golden` rewrites the listings after a deliberate change.
+//! `UPDATE_EXPECT=1 cargo test --release -p sfn-engine --test suite golden::` rewrites the listings after a deliberate change.
 
 use std::path::Path;
 
