@@ -37,6 +37,12 @@
 //! which are array indexes (`"0"`, `"10"`) come first in numeric order, as in every
 //! JavaScript object (jsonata-js builds its results, and reads its inputs, as such objects).
 //!
+//! The shapes that carry data from state to state — plain paths (`$states.input.a`,
+//! `$x.y`), literals, object constructors of them and `$merge` of those — skip the boundary:
+//! they are evaluated on the arena values themselves whenever that gives exactly what the
+//! crate would, and handed to the crate otherwise (see `Direct`;
+//! `engine/tests/suite/jsonata_fns.rs` checks the two against each other on generated values).
+//!
 //! # AWS's functions and restrictions
 //!
 //! Beside the standard library AWS adds `$partition`, `$range`, `$hash`, `$random` (with an
@@ -85,7 +91,7 @@ use jsonata_core::value::JValue;
 use md5::Digest;
 
 use crate::eval::splitmix64;
-use crate::value::Value;
+use crate::value::{Member, Value};
 
 /// AWS's error for every failed JSONata evaluation.
 pub const QUERY_EVALUATION_ERROR: &str = "States.QueryEvaluationError";
@@ -102,21 +108,70 @@ pub struct Expr {
     states: StatesUse,
     /// Which of the functions this module provides (or replaces) the expression names.
     functions: u16,
-    /// A plain path over a variable (`$states.input.a`, `$x.y`): see [`Direct`].
+    /// Set when the expression is one of the shapes evaluated without the crate (a plain
+    /// path, an object constructor, a `$merge` of those): see [`Direct`].
     direct: Option<Direct>,
 }
 
-/// `$root.field.field...` with nothing else in it (no predicates, bindings, wildcards).
-/// Evaluated on the arena value itself when that gives what the crate would: the path
-/// meets only objects, and the value it reaches converts unchanged (no number or key that
-/// JavaScript would rewrite, see [`js_faithful`]). Otherwise the crate evaluates it.
-struct Direct {
-    root: Box<str>,
-    fields: Box<[Box<str>]>,
+/// The expressions this module evaluates on the arena values themselves, without the
+/// crate: the shapes that carry data from state to state. Each gives exactly what the crate
+/// would, or declines (`None` from [`Direct::eval`]) and the crate evaluates the whole
+/// expression: a path that meets something other than an object or reaches nothing, a value
+/// the round trip through JavaScript would rewrite (see [`js_faithful`]), a `$merge`
+/// element that is not an object, a `$merge` that a workflow variable of that name shadows.
+/// `engine/tests/suite/jsonata_fns.rs` checks the two against each other on generated values.
+enum Direct {
+    /// `$root.field.field...` with nothing else in it (no predicates, bindings, wildcards).
+    Path { root: Box<str>, fields: Box<[Box<str>]> },
+    /// A string, number, boolean or null literal.
+    Literal(Literal),
+    /// `{'key': e, ...}`: literal keys, distinct, none an array index (JavaScript would
+    /// move those first), each value itself direct.
+    Object(Box<[(Box<str>, Direct)]>),
+    /// `$merge([e, ...])` or `$merge(e)`: the objects' members in order, a later key
+    /// replacing an earlier one in its place (`result[key] = value` in jsonata-js).
+    Merge(Box<[Direct]>),
+}
+
+enum Literal {
+    Str(Box<str>),
+    Number(f64),
+    Bool(bool),
+    Null,
 }
 
 impl Direct {
     fn of(ast: &AstNode) -> Option<Direct> {
+        match ast {
+            AstNode::Variable(_) | AstNode::Path { .. } => Direct::path(ast),
+            AstNode::String(s) => Some(Direct::Literal(Literal::Str(s.as_str().into()))),
+            AstNode::Number(n) => Some(Direct::Literal(Literal::Number(*n))),
+            AstNode::Boolean(b) => Some(Direct::Literal(Literal::Bool(*b))),
+            AstNode::Null => Some(Direct::Literal(Literal::Null)),
+            AstNode::Object(pairs) => {
+                let mut members: Vec<(Box<str>, Direct)> = Vec::with_capacity(pairs.len());
+                for (key, value) in pairs {
+                    let AstNode::String(key) = key else { return None };
+                    if array_index(key).is_some() || members.iter().any(|(k, _)| **k == **key) {
+                        return None;
+                    }
+                    members.push((key.as_str().into(), Direct::of(value)?));
+                }
+                Some(Direct::Object(members.into_boxed_slice()))
+            }
+            AstNode::Function { name, args, is_builtin: true } if name.trim_start_matches('$') == "merge" => {
+                let items: Vec<Direct> = match &args[..] {
+                    [AstNode::Array(items)] => items.iter().map(Direct::of).collect::<Option<_>>()?,
+                    [one] => vec![Direct::of(one)?],
+                    _ => return None,
+                };
+                Some(Direct::Merge(items.into_boxed_slice()))
+            }
+            _ => None,
+        }
+    }
+
+    fn path(ast: &AstNode) -> Option<Direct> {
         let plain = |s: &PathStep| {
             s.stages.is_empty()
                 && s.focus.is_none()
@@ -146,19 +201,75 @@ impl Direct {
                 _ => None,
             })
             .collect::<Option<_>>()?;
-        Some(Direct { root: root.as_str().into(), fields })
+        Some(Direct::Path { root: root.as_str().into(), fields })
     }
 
-    fn eval<'a>(&self, bindings: &Bindings<'a, '_>) -> Option<Value<'a>> {
-        let mut v = if &*self.root == "states" { bindings.states? } else { (bindings.variables)(&self.root)? };
-        for field in self.fields.iter() {
-            match v {
-                Value::Object(_) => v = v.get(field)?,
-                _ => return None,
+    fn eval<'a>(&self, bump: &'a Bump, bindings: &Bindings<'a, '_>) -> Option<Value<'a>> {
+        match self {
+            Direct::Path { root, fields } => {
+                let mut v = if &**root == "states" { bindings.states? } else { (bindings.variables)(root)? };
+                for field in fields.iter() {
+                    match v {
+                        Value::Object(_) => v = v.get(field)?,
+                        _ => return None,
+                    }
+                }
+                js_faithful(v).then_some(v)
+            }
+            Direct::Literal(Literal::Str(s)) => Some(Value::Str(bump.alloc_str(s))),
+            Direct::Literal(Literal::Number(n)) => Some(number(*n)),
+            Direct::Literal(Literal::Bool(b)) => Some(Value::Bool(*b)),
+            Direct::Literal(Literal::Null) => Some(Value::Null),
+            Direct::Object(pairs) => {
+                let out = bump.alloc_slice_fill_copy(pairs.len(), ("", Value::Null));
+                for ((key, value), slot) in pairs.iter().zip(out.iter_mut()) {
+                    *slot = (&*bump.alloc_str(key), value.eval(bump, bindings)?);
+                }
+                Some(Value::Object(out))
+            }
+            Direct::Merge(items) => {
+                if (bindings.variables)("merge").is_some() {
+                    return None;
+                }
+                let mut objects = smallvec::SmallVec::<[&'a [Member<'a>]; 4]>::new();
+                for item in items.iter() {
+                    match item.eval(bump, bindings)? {
+                        Value::Object(members) => objects.push(members),
+                        _ => return None,
+                    }
+                }
+                Some(Value::Object(merge(bump, &objects)))
             }
         }
-        js_faithful(v).then_some(v)
     }
+}
+
+/// The members of `objects` in order, each key once: where it first appears, with the value
+/// it last has.
+fn merge<'a>(bump: &'a Bump, objects: &[&'a [Member<'a>]]) -> &'a [Member<'a>] {
+    let total: usize = objects.iter().map(|o| o.len()).sum();
+    let mut out = bumpalo::collections::Vec::with_capacity_in(total, bump);
+    // A linear search per key while the result is small; an index once it is not.
+    let mut index: Option<std::collections::HashMap<&'a str, usize>> = None;
+    for &(key, value) in objects.iter().flat_map(|o| o.iter()) {
+        if index.is_none() && out.len() >= 32 {
+            index = Some(out.iter().enumerate().map(|(i, (k, _)): (usize, &Member<'a>)| (*k, i)).collect());
+        }
+        let found = match &index {
+            Some(ix) => ix.get(key).copied(),
+            None => out.iter().position(|(k, _)| *k == key),
+        };
+        match found {
+            Some(i) => out[i].1 = value,
+            None => {
+                if let Some(ix) = &mut index {
+                    ix.insert(key, out.len());
+                }
+                out.push((key, value));
+            }
+        }
+    }
+    out.into_bump_slice()
 }
 
 /// Whether converting `v` to the crate's value and back gives `v` again: no integral or
@@ -326,6 +437,13 @@ impl Expr {
         })
     }
 
+    /// Whether the expression has one of the shapes evaluated on the arena values without
+    /// the crate (a plain path, literals and object constructors of them, `$merge` of
+    /// those); such an evaluation may still fall back to the crate (see [`Direct`]).
+    pub fn has_direct_shape(&self) -> bool {
+        self.direct.is_some()
+    }
+
     /// The expression's text.
     pub fn source(&self) -> &str {
         &self.source
@@ -366,8 +484,8 @@ impl Expr {
         self.eval_crate(bump, input, bindings, None)
     }
 
-    /// How the VM evaluates: a plain path directly on the arena values when that gives
-    /// what the crate would (no conversion, no copy), else [`Expr::eval`] with the
+    /// How the VM evaluates: directly on the arena values when the expression is one of the
+    /// shapes of [`Direct`] and that gives what the crate would (no conversion), else [`Expr::eval`] with the
     /// execution's [`Memo`]. `$` is undefined, as in every ASL field.
     pub fn eval_memo<'a>(
         &self,
@@ -375,7 +493,7 @@ impl Expr {
         bindings: &Bindings<'a, '_>,
         memo: Option<&Memo>,
     ) -> Result<Value<'a>, QueryError> {
-        if let Some(v) = self.direct.as_ref().and_then(|d| d.eval(bindings)) {
+        if let Some(v) = self.direct.as_ref().and_then(|d| d.eval(bump, bindings)) {
             return Ok(v);
         }
         self.eval_crate(bump, None, bindings, memo)

@@ -376,3 +376,97 @@ fn encodings_follow_jsonata_js_under_node() {
     // Called on the context, the crate's own function runs (UTF-8).
     assert_eq!(ok("$states.input.s.$base64encode()", r#"{"s":"héllo"}"#), r#""aMOpbGxv""#);
 }
+
+/// Values with what the direct evaluation must notice: integral doubles and integers past
+/// 2^53 (JavaScript rewrites them), array-index keys (JavaScript moves them first), keys
+/// shared between objects (`$merge` replaces them in place), arrays where objects are
+/// expected.
+fn tricky_json() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        (-1000i64..1000).prop_map(|i| serde_json::json!(i)),
+        Just(serde_json::json!(9_007_199_254_740_993i64)),
+        Just(serde_json::json!(3.0)),
+        Just(serde_json::json!(2.5)),
+        "[a-z]{0,3}".prop_map(serde_json::Value::String),
+    ];
+    leaf.prop_recursive(3, 32, 5, |inner| {
+        prop_oneof![
+            1 => prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+            4 => prop::collection::vec((prop::sample::select(vec!["a", "b", "errorInfo", "0", "10", "x y"]), inner), 0..5)
+                .prop_map(|kv| serde_json::Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+        ]
+    })
+}
+
+/// The shapes evaluated without the crate (see `Expr::has_direct_shape`), among them the
+/// rider-photo example's Outputs.
+const DIRECT_SHAPES: &[&str] = &[
+    "$states.input",
+    "$states.input.a",
+    "$states.input.a.b",
+    "$states.result",
+    "$v",
+    "$v.a",
+    "{'detectedFaceDetails': $states.result}",
+    "{'x': $states.input.a, 'y': $v, 'lit': 'text', 'n': 3, 'f': 1.5, 'big': 1e21, 't': true, 'z': null}",
+    "$merge([$states.input, {'detectedFaceDetails': $states.result}])",
+    "$merge([$states.input, {'errorInfo': $states.errorOutput}])",
+    "$merge([$states.input, $states.result, $v])",
+    "$merge([$states.input.a, {'a': {'inner': $v.a}}, $merge([$v, $states.input])])",
+    "$merge($states.input)",
+    "$merge([])",
+    "{'m': $merge([$states.result, $v])}",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    /// The VM's evaluation (`eval_memo`: directly on the arena values where it can) gives
+    /// exactly what the crate gives, result or error, including where a workflow variable
+    /// named `merge` shadows the function.
+    #[test]
+    fn direct_evaluation_agrees_with_the_crate(
+        input in tricky_json(),
+        result in tricky_json(),
+        var in tricky_json(),
+        shadow_merge in prop::bool::weighted(0.1),
+    ) {
+        let bump = Bump::new();
+        let (input, result, var) =
+            (Value::from_serde(&bump, &input), Value::from_serde(&bump, &result), Value::from_serde(&bump, &var));
+        let states = sfn::value::object(&bump, &[("input", input), ("result", result), ("errorOutput", result)]);
+        let variables = |name: &str| match name {
+            "v" => Some(var),
+            "merge" if shadow_merge => Some(var),
+            _ => None,
+        };
+        let b = Bindings { states: Some(states), variables: &variables, random_seed: 1, now_millis: 0 };
+        for src in DIRECT_SHAPES {
+            let expr = Expr::parse(src).unwrap();
+            prop_assert!(expr.has_direct_shape(), "{}", src);
+            let text = |r: Result<Value<'_>, QueryError>| r.map(|v| v.to_json_string()).map_err(|e| e.cause(src, "Output"));
+            let by_crate = text(expr.eval(&bump, None, &b));
+            let by_vm = text(expr.eval_memo(&bump, &b, None));
+            prop_assert_eq!(by_vm, by_crate, "{}", src);
+        }
+    }
+}
+
+#[test]
+fn only_the_direct_shapes_are_direct() {
+    for src in [
+        "$states.input.a[0]",
+        "$states.input.*",
+        "{'a': 1, 'a': 2}",
+        "{'0': $states.input}",
+        "{$states.input.k: 1}",
+        "[$states.input]",
+        "$merge([$states.input], 1)",
+        "merge([$states.input])",
+        "$states.input.a + 1",
+    ] {
+        assert!(!Expr::parse(src).unwrap().has_direct_shape(), "{src}");
+    }
+}
