@@ -7,8 +7,8 @@
 //! processes (nothing is durable here: an Express execution lives in memory).
 //!
 //! The shape: N shards (default one per core), each a thread owning its executions, its
-//! arena pool and its timers. `start` picks a shard round-robin and pushes the request into
-//! that shard's bounded lock-free inbox (crossbeam `ArrayQueue`); a full inbox (every
+//! arena pool and its timers. `start` picks a shard (of the round-robin one and the next,
+//! the one with fewer starts waiting) and pushes the request into that shard's bounded lock-free inbox (crossbeam `ArrayQueue`); a full inbox (every
 //! shard's) fails the start at once with [`StartError::Throttled`] instead of queueing
 //! without bound. An execution stays on its shard from start to end; Parallel branches and
 //! Map iterations are interleaved inside it by the VM. Asynchronous handlers run on a tokio
@@ -40,6 +40,7 @@ mod live;
 mod metrics;
 mod nested;
 mod shard;
+mod table;
 mod timers;
 
 use std::fmt;
@@ -1082,11 +1083,20 @@ impl Engine {
         Ok((start, Execution { machine: machine.clone(), name, uuid, start_date: accepted_at }, seq))
     }
 
-    /// Round-robin over the shards; a full inbox passes the start to the next shard, and
-    /// only when every inbox is full is the start throttled.
+    /// Two choices: of the shard next in round-robin order and the one after it, the one
+    /// with fewer starts waiting in its inbox (round-robin alone lets a periodic mix of
+    /// long and short executions pile the long ones on one shard, while the other idles);
+    /// a full inbox passes the start on to the next shard, and only when every inbox is
+    /// full is the start throttled.
     fn submit(&self, start: Start, seq: usize) -> Result<(), StartError> {
         let shards = self.inner.shards();
-        let first = seq % shards.len();
+        let mut first = seq % shards.len();
+        if shards.len() > 1 {
+            let other = (first + 1) % shards.len();
+            if shards[other].starts.len() < shards[first].starts.len() {
+                first = other;
+            }
+        }
         let mut start = start;
         for i in 0..shards.len() {
             let q = &shards[(first + i) % shards.len()];

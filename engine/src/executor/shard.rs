@@ -22,6 +22,7 @@ use crossbeam_utils::sync::Parker;
 
 use super::durable::{self, Durable, Entry, RecordingClock};
 use super::live::Live;
+use super::table::Table;
 use super::timers::{Timer, Timers};
 use super::{BillingDetails, Control, DurableStart, EarlyCallback, Inner, Start, SyncResult};
 use crate::clock::Clock;
@@ -63,7 +64,7 @@ struct Shard {
     inner: Arc<Inner>,
     index: usize,
     parker: Parker,
-    slots: Vec<Slot>,
+    slots: Table<Slot>,
     free: Vec<u32>,
     held: usize,
     ready: VecDeque<u32>,
@@ -90,7 +91,7 @@ pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
         inner,
         index,
         parker,
-        slots: Vec::new(),
+        slots: Table::default(),
         free: Vec::new(),
         held: 0,
         ready: VecDeque::new(),
@@ -230,7 +231,7 @@ impl Shard {
         if self.slots.len() > IDLE_KEEP_SLOTS {
             let newest = self.slots.iter().map(|s| s.gen).max().unwrap_or(0);
             self.gen_floor = self.gen_floor.max(newest.wrapping_add(1));
-            self.slots = Vec::new();
+            self.slots = Table::default();
             self.free = Vec::new();
             self.ready = VecDeque::new();
             self.timers = Timers::default();
@@ -468,10 +469,7 @@ impl Shard {
         self.held += 1;
         let slot = match self.free.pop() {
             Some(i) => i,
-            None => {
-                self.slots.push(Slot { gen: self.gen_floor, live: None, parked_bytes: 0 });
-                self.slots.len() as u32 - 1
-            }
+            None => self.slots.push(Slot { gen: self.gen_floor, live: None, parked_bytes: 0 }) as u32,
         };
         self.slots[slot as usize].live = Some(Live::new(start, arena, now, cap));
         slot
