@@ -42,6 +42,11 @@ state. It therefore includes the sender running late, time in the inbox, and wai
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Keep transparent huge pages for this process. By default loadgen turns them off:
+    /// the first touch of each 2 MiB page stalls the faulting shard for milliseconds while
+    /// the kernel zeroes it, which shows up as start latency (see `loadgen::sys`).
+    #[arg(long, global = true)]
+    thp: bool,
 }
 
 #[derive(Subcommand)]
@@ -206,6 +211,9 @@ struct SweepArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !cli.thp {
+        loadgen::sys::disable_transparent_huge_pages();
+    }
     let outcome = match cli.command {
         Command::Run(a) => loadgen::closed::run(&a).map(|()| ExitCode::SUCCESS),
         Command::CheckRate(a) => check_rate(&a),

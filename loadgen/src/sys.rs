@@ -1,5 +1,6 @@
 //! `sys`: what the OS says about this process: CPU time and resident memory (Linux
-//! `/proc`; `None` elsewhere).
+//! `/proc`; `None` elsewhere); and the one process setting loadgen changes, transparent
+//! huge pages.
 //!
 //! Input: `/proc/self/*`. Output: numbers. Never touches: anything else.
 
@@ -42,6 +43,26 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn release_free_memory() {
     // SAFETY: mi_collect takes no pointer and may be called on any thread.
     unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
+/// Turns transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`, which
+/// overrides the allocator's `madvise(MADV_HUGEPAGE)`); true when the kernel agreed.
+///
+/// Why: mimalloc asks for huge pages for its arenas, and the first touch of each 2 MiB page
+/// zeroes it while the faulting thread waits. While parked executions accumulate (the first
+/// second of `mixed`, whose Waits hold 15,000 executions), shards fault in fresh arena
+/// memory and stalled for 6–24 ms at a time on this project's 2-vCPU machine (perf:
+/// `clear_page_erms` under `do_huge_pmd_anonymous_page`), which alone took mixed's p99
+/// start latency from ~0.6 ms to 4–9 ms. Latency-sensitive servers (Redis, databases)
+/// recommend the same. `--thp` leaves them on.
+pub fn disable_transparent_huge_pages() -> bool {
+    // SAFETY: prctl with PR_SET_THP_DISABLE reads only its integer arguments.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 fn status_kib(field: &str) -> Option<u64> {
