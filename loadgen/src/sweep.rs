@@ -10,7 +10,9 @@
 //! between the last good and the first bad rate for the given number of steps. A point is
 //! sustainable when the achieved rate is within 1% of the target, nothing is lost or
 //! throttled, every execution of the built-in scenario succeeds, and p99 start latency is
-//! under the bound. Each point registers fresh machines (its figures are its own) on one
+//! under the bound; a point that is not is measured once more, and only a second miss
+//! counts (a neighbour's burst on a shared machine is enough to miss once). Each point
+//! registers fresh machines (its figures are its own) on one
 //! engine per shard count, after a short warm-up at the same rate.
 
 use crate::report::{judge, Criteria};
@@ -104,33 +106,42 @@ pub fn sweep_scenario(
             if bad.is_some() {
                 bisected += 1;
             }
-            index += 1;
-            let warm = target.prepare(&format!("w{index}"), scenario, index == 1)?;
-            let machines = target.prepare(&format!("p{index}"), scenario, false)?;
-            let load = LoadSpec { rate, ..spec.load.clone() };
-            let mut r: RunResult = run(&target, &machines, &warm, &scenario.weights(), &load, progress);
-            r.scenario = scenario.name.clone();
-            r.shards = shards;
-            let v = judge(&r, &spec.criteria);
-            let p = Point {
-                scenario: scenario.name.clone(),
-                shards,
-                rate,
-                achieved: r.achieved_start_rate(),
-                p50_us: r.start_latency_us(0.5),
-                p99_us: r.start_latency_us(0.99),
-                cpu_cores: r.cpu_seconds.map(|c| c / r.wall_s),
-                sustainable: v.pass(),
-                why_not: v.failures,
-            };
-            say(&p);
-            if p.sustainable {
-                good = Some(rate);
-                capped = rate >= spec.max_rate;
-            } else {
-                bad = Some(rate);
+            // A point that misses is measured once more before it counts: on a shared
+            // machine one neighbour's burst in a 2-s point is enough to miss the p99 bound,
+            // and a single miss would otherwise end the doubling at a rate far below what
+            // the engine sustains. Both measurements are kept in the series.
+            for attempt in 0..2 {
+                index += 1;
+                let warm = target.prepare(&format!("w{index}"), scenario, index == 1)?;
+                let machines = target.prepare(&format!("p{index}"), scenario, false)?;
+                let load = LoadSpec { rate, ..spec.load.clone() };
+                let mut r: RunResult = run(&target, &machines, &warm, &scenario.weights(), &load, progress);
+                r.scenario = scenario.name.clone();
+                r.shards = shards;
+                let v = judge(&r, &spec.criteria);
+                let p = Point {
+                    scenario: scenario.name.clone(),
+                    shards,
+                    rate,
+                    achieved: r.achieved_start_rate(),
+                    p50_us: r.start_latency_us(0.5),
+                    p99_us: r.start_latency_us(0.99),
+                    cpu_cores: r.cpu_seconds.map(|c| c / r.wall_s),
+                    sustainable: v.pass(),
+                    why_not: v.failures,
+                };
+                say(&p);
+                let sustainable = p.sustainable;
+                points.push(p);
+                if sustainable {
+                    good = Some(rate);
+                    capped = rate >= spec.max_rate;
+                    break;
+                }
+                if attempt == 1 {
+                    bad = Some(rate);
+                }
             }
-            points.push(p);
         }
         target.shutdown();
         out.push(Series { scenario: scenario.name.clone(), shards, points, max_rate: good, capped });
