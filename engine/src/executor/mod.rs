@@ -8,10 +8,11 @@
 //!
 //! The shape: N shards (default one per core), each a thread owning its executions, its
 //! arena pool and its timers. `start` picks a shard (of the round-robin one and the next,
-//! the one with fewer starts waiting) and pushes the request into that shard's bounded lock-free inbox (crossbeam `ArrayQueue`); a full inbox (every
-//! shard's) fails the start at once with [`StartError::Throttled`] instead of queueing
-//! without bound. An execution stays on its shard from start to end; Parallel branches and
-//! Map iterations are interleaved inside it by the VM. Asynchronous handlers run on a tokio
+//! the one with fewer starts waiting) and pushes the request into that shard's bounded
+//! lock-free inbox (crossbeam `ArrayQueue`); a full inbox (every shard's) fails the start
+//! at once with [`StartError::Throttled`] instead of queueing without bound. An execution
+//! stays on its shard from start to end; Parallel branches and Map iterations are
+//! interleaved inside it by the VM. Asynchronous handlers run on a tokio
 //! runtime; their answers come back through the shard's control queue (unbounded, for
 //! messages that must never be refused). A synchronous handler runs inline on the shard.
 //!
