@@ -485,8 +485,8 @@ impl Expr {
     }
 
     /// How the VM evaluates: directly on the arena values when the expression is one of the
-    /// shapes of [`Direct`] and that gives what the crate would (no conversion), else [`Expr::eval`] with the
-    /// execution's [`Memo`]. `$` is undefined, as in every ASL field.
+    /// shapes of [`Direct`] and that gives what the crate would (no conversion), else
+    /// [`Expr::eval`] with the execution's [`Memo`]. `$` is undefined, as in every ASL field.
     pub fn eval_memo<'a>(
         &self,
         bump: &'a Bump,
