@@ -4,36 +4,22 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 use sfn::clock::{ManualClock, NANOS_PER_SEC};
-use sfn::executor::{Engine, Input, MachineSpec, Shutdown, StartError, StateMachine};
+use sfn::executor::{Engine, Shutdown, StartError, StateMachine};
 use sfn::handlers::{Handler, Registry, TaskError};
 use sfn::store::{ListFilter, MemStore, RecordStatus, Store};
 use sfn::validate::MachineType;
 use sfn::vm::CallbackError;
 
+use crate::support::{eventually, input, register};
+
 const S: i64 = NANOS_PER_SEC;
-
-fn input(text: &str) -> Input {
-    Input::from_json(text.to_owned()).expect("valid JSON")
-}
-
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 fn engine(clock: &Arc<ManualClock>, store: &Arc<MemStore>, handlers: Registry) -> Engine {
     Engine::builder().shards(2).clock(clock.clone()).handlers(handlers).store(store.clone()).seed(11).build()
-}
-
-fn register(e: &Engine, name: &str, def: &str, ty: MachineType) -> StateMachine {
-    e.register(MachineSpec::new(name, def.as_bytes(), ty)).unwrap_or_else(|err| panic!("{err}"))
 }
 
 fn status(e: &Engine, arn: &str) -> RecordStatus {

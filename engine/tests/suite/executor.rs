@@ -6,32 +6,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sfn::clock::{Clock, ManualClock, NANOS_PER_SEC};
-use sfn::executor::{Engine, Input, MachineSpec, Shutdown, StartError, StateMachine};
+use sfn::executor::{Engine, MachineSpec, Shutdown, StartError, StateMachine};
 use sfn::handlers::{Handler, Registry, TaskError};
 use sfn::local::Status;
 use sfn::validate::MachineType;
+
+use crate::support::{eventually, input, register};
 
 const S: i64 = NANOS_PER_SEC;
 
 fn engine(clock: &Arc<ManualClock>, shards: usize, handlers: Registry) -> Engine {
     Engine::builder().shards(shards).clock(clock.clone()).handlers(handlers).seed(7).build()
-}
-
-fn register(engine: &Engine, name: &str, definition: &str, ty: MachineType) -> StateMachine {
-    engine.register(MachineSpec::new(name, definition.as_bytes(), ty)).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn input(text: &str) -> Input {
-    Input::from_json(text.to_owned()).expect("valid JSON")
-}
-
-/// Polls `cond` (real time) for up to 10 s.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn parked(engine: &Engine) -> u64 {

@@ -32,6 +32,31 @@ mod validate_props;
 mod value_props;
 mod vm;
 
+/// Helpers the tests of the sharded engine (`executor`, `durable`) share.
+pub mod support {
+    use std::time::{Duration, Instant};
+
+    use sfn::executor::{Engine, Input, MachineSpec, StateMachine};
+    use sfn::validate::MachineType;
+
+    pub fn register(engine: &Engine, name: &str, definition: &str, ty: MachineType) -> StateMachine {
+        engine.register(MachineSpec::new(name, definition.as_bytes(), ty)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn input(text: &str) -> Input {
+        Input::from_json(text.to_owned()).expect("valid JSON")
+    }
+
+    /// Polls `cond` (real time) for up to 10 s.
+    pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
 /// The libtest name of the test `name` in the module `module` (its `module_path!()`): how a
 /// test re-runs this binary to run one test as a child process.
 pub fn test_name(module: &str, name: &str) -> String {
