@@ -56,6 +56,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use crossbeam_queue::{ArrayQueue, SegQueue};
 use crossbeam_utils::sync::Unparker;
+use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 
 pub use metrics::MachineMetrics;
@@ -263,6 +264,7 @@ impl EngineBuilder {
                 starts: ArrayQueue::new(self.inbox_capacity),
                 control: SegQueue::new(),
                 unparker: parker.unparker().clone(),
+                sleeping: CachePadded::new(AtomicBool::new(false)),
                 gauges: ShardGauges::default(),
             });
             parkers.push(parker);
@@ -601,13 +603,32 @@ pub(crate) struct ShardQueues {
     starts: ArrayQueue<Start>,
     control: SegQueue<Control>,
     unparker: Unparker,
+    /// Set by the shard just before it parks, cleared by whoever wakes it (or by the shard
+    /// when its timer wakes it): "parked, and nobody has woken it yet". Waking a parked
+    /// thread costs both sides a system call and a context switch, so senders wake only
+    /// when this is set, and `submit` prefers a shard that is awake.
+    sleeping: CachePadded<AtomicBool>,
     gauges: ShardGauges,
 }
 
 impl ShardQueues {
     fn send(&self, c: Control) {
         self.control.push(c);
-        self.unparker.unpark();
+        self.wake();
+    }
+
+    /// After pushing to this shard's queues: wakes the shard if it is parked or about to
+    /// park. The swap is a full barrier, paired with the shard's fence between setting
+    /// `sleeping` and its last look at the queues, so either the shard sees the push or
+    /// this sees the flag.
+    fn wake(&self) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.unparker.unpark();
+        }
+    }
+
+    fn asleep(&self) -> bool {
+        self.sleeping.load(Ordering::Relaxed)
     }
 }
 
@@ -680,6 +701,9 @@ pub(crate) struct ExpiredTokens {
 
 /// How many timed-out tokens the engine remembers.
 const EXPIRED_TOKENS_KEPT: usize = 65_536;
+
+/// Starts an awake shard may have waiting before `submit` wakes a parked one instead.
+const PREFER_AWAKE_BELOW: usize = 16;
 
 impl ExpiredTokens {
     pub(crate) fn insert(&mut self, token: &str) {
@@ -1084,26 +1108,32 @@ impl Engine {
         Ok((start, Execution { machine: machine.clone(), name, uuid, start_date: accepted_at }, seq))
     }
 
-    /// Two choices: of the shard next in round-robin order and the one after it, the one
-    /// with fewer starts waiting in its inbox (round-robin alone lets a periodic mix of
-    /// long and short executions pile the long ones on one shard, while the other idles);
-    /// a full inbox passes the start on to the next shard, and only when every inbox is
-    /// full is the start throttled.
+    /// Two choices: of the shard next in round-robin order and the one after it, an awake
+    /// one while fewer than `PREFER_AWAKE_BELOW` starts wait in its inbox (waking a parked
+    /// shard costs more than the start), else the one with fewer starts waiting
+    /// (round-robin alone lets a periodic mix of long and short executions pile the long
+    /// ones on one shard, while the other idles); a full inbox passes the start on to the
+    /// next shard, and only when every inbox is full is the start throttled.
     fn submit(&self, start: Start, seq: usize) -> Result<(), StartError> {
         let shards = self.inner.shards();
         let mut first = seq % shards.len();
         if shards.len() > 1 {
             let other = (first + 1) % shards.len();
-            if shards[other].starts.len() < shards[first].starts.len() {
-                first = other;
-            }
+            let (a, b) = (&shards[first], &shards[other]);
+            let (waiting_a, waiting_b) = (a.starts.len(), b.starts.len());
+            first = match (a.asleep(), b.asleep()) {
+                (true, false) if waiting_b < PREFER_AWAKE_BELOW => other,
+                (false, true) if waiting_a < PREFER_AWAKE_BELOW => first,
+                _ if waiting_b < waiting_a => other,
+                _ => first,
+            };
         }
         let mut start = start;
         for i in 0..shards.len() {
             let q = &shards[(first + i) % shards.len()];
             match q.starts.push(start) {
                 Ok(()) => {
-                    q.unparker.unpark();
+                    q.wake();
                     return Ok(());
                 }
                 Err(back) => start = back,

@@ -1,19 +1,21 @@
 //! `executor::shard`: one executor thread: its inbox, its table of executions, its arena
 //! pool and its timers.
 //!
-//! Input: starts (bounded inbox), control messages (answers of asynchronous handlers,
+//! Input: starts (its bounded inbox; its peers' when its own is empty), control messages (answers of asynchronous handlers,
 //! re-runs, drain), the clock. Output: finished executions (metrics, synchronous replies).
 //! Never touches: another shard's executions (a re-run is handed over as a message), locks
 //! shared with other shards (the only mutex it takes is its own histogram block's).
 //!
 //! A turn: take control messages, take up to `START_BATCH` starts (each is begun and run
-//! at once, so a short execution never leaves the cache), fire due timers, give every
+//! at once, so a short execution never leaves the cache; with its own inbox empty, from
+//! other shards' inboxes), fire due timers, give every
 //! ready execution one slice of `step_budget` states, then park until the next timer or a
 //! message if nothing is ready. Every execution sits in the table from the moment it
 //! leaves the inbox, so a panic anywhere leaves it findable for a re-run.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -169,9 +171,14 @@ impl Shard {
                 Control::Panic => panic!("shard {} was told to panic (test hook)", self.index),
             }
         }
-        for _ in 0..START_BATCH {
+        let mut taken = 0;
+        while taken < START_BATCH {
             let Some(s) = q.starts.pop() else { break };
             self.begin(s);
+            taken += 1;
+        }
+        if taken < START_BATCH {
+            self.steal_starts(START_BATCH - taken);
         }
         if let Some(t) = self.timers.next() {
             let now = self.clock().now();
@@ -189,7 +196,7 @@ impl Shard {
                 return Turn::Stop;
             }
         }
-        if self.ready.is_empty() && q.starts.is_empty() && q.control.is_empty() {
+        if self.ready.is_empty() && self.nothing_waiting(q) {
             if self.held == 0 {
                 self.trim_idle();
             }
@@ -199,12 +206,46 @@ impl Shard {
                 let left = deadline.saturating_duration_since(Instant::now());
                 wait = Some(wait.map_or(left, |w| w.min(left)));
             }
-            match wait {
-                Some(d) => self.parker.park_timeout(d),
-                None => self.parker.park(),
+            // Tell senders to wake this shard, then look once more: a start pushed before
+            // the flag was visible would otherwise wait for the next timer (the fence pairs
+            // with the swap in `ShardQueues::wake`).
+            q.sleeping.store(true, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if self.nothing_waiting(q) {
+                match wait {
+                    Some(d) => self.parker.park_timeout(d),
+                    None => self.parker.park(),
+                }
             }
+            q.sleeping.store(false, Ordering::Relaxed);
         }
         Turn::Continue
+    }
+
+    fn nothing_waiting(&self, q: &super::ShardQueues) -> bool {
+        q.starts.is_empty() && q.control.is_empty() && !self.peers_have_starts()
+    }
+
+    /// With its own inbox empty, begins up to `n` starts waiting in other shards' inboxes
+    /// (a start that has not begun belongs to no shard yet). A shard the OS has
+    /// descheduled, or one busy with a long slice, would otherwise leave its queued starts
+    /// waiting milliseconds while this one idles: the start-latency tail.
+    fn steal_starts(&mut self, mut n: usize) {
+        let inner = self.inner.clone();
+        let shards = inner.shards();
+        for i in 1..shards.len() {
+            let peer = &shards[(self.index + i) % shards.len()];
+            while n > 0 {
+                let Some(s) = peer.starts.pop() else { break };
+                self.begin(s);
+                n -= 1;
+            }
+        }
+    }
+
+    fn peers_have_starts(&self) -> bool {
+        let shards = self.inner.shards();
+        (1..shards.len()).any(|i| !shards[(self.index + i) % shards.len()].starts.is_empty())
     }
 
     /// With no execution left, gives back what the last burst grew beyond the idle
