@@ -582,6 +582,20 @@ impl ReferencePath {
         &self.text
     }
 
+    /// At most how many bytes [`ReferencePath::set`] adds to the JSON text of the target
+    /// and the value together: per field step a new member (`,"name":`, every name byte
+    /// counted as a six-byte escape) in a possibly new object (`{}`); an index step only
+    /// replaces an element.
+    pub fn growth_bound(&self) -> usize {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                RefStep::Field(name) => 6 + 6 * name.len(),
+                RefStep::Index(_) => 0,
+            })
+            .sum()
+    }
+
     /// True for `$` (the result replaces the whole input).
     pub fn is_root(&self) -> bool {
         self.steps.is_empty()

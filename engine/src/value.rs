@@ -321,9 +321,20 @@ impl<'a> Value<'a> {
     /// exact length computed, stopping as soon as it passes the limit. The payload checks
     /// run on every state output, so the common small value costs one walk over its nodes.
     pub fn fits_json_len(&self, limit: usize) -> bool {
+        self.json_bound(limit).is_some()
+    }
+
+    /// [`Value::fits_json_len`] with what it found: an upper bound of the JSON text's
+    /// length (the cheap bound, or the exact length when the bound was over `limit`) when
+    /// it fits, `None` when the text is longer than `limit`.
+    pub fn json_bound(&self, limit: usize) -> Option<usize> {
         let mut bound = 0usize;
         self.add_json_bound(&mut bound, limit);
-        bound <= limit || self.json_len_capped(limit) <= limit
+        if bound <= limit {
+            return Some(bound);
+        }
+        let exact = self.json_len_capped(limit);
+        (exact <= limit).then_some(exact)
     }
 
     /// The length in bytes of [`Value::write_json`]'s output, counting only up to `limit`

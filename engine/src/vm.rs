@@ -203,9 +203,28 @@ struct Frame<'a> {
     heartbeat_nanos: i64,
     /// When the running task was started.
     task_started: i64,
-    /// The last value of this frame that passed the payload-size check: an output that is
-    /// that very value is not walked again.
-    checked: Value<'a>,
+    /// The last state data (input or output) and the last result of this frame that
+    /// passed the payload-size check, with bounds of their size: a value that is one of
+    /// them is not walked again, and a `ResultPath` output's bound is composed from its
+    /// parts' (see `Exec::compose_bound`).
+    checked: Checked<'a>,
+    checked_res: Checked<'a>,
+}
+
+/// A value that passed the payload-size check and an upper bound of its JSON text's
+/// length (`UNWALKED`: passed without being walked, as an execution's or a branch's input).
+#[derive(Clone, Copy)]
+struct Checked<'a> {
+    value: Value<'a>,
+    bound: u32,
+}
+
+const UNWALKED: u32 = u32::MAX;
+
+impl<'a> Checked<'a> {
+    fn input(value: Value<'a>) -> Self {
+        Checked { value, bound: UNWALKED }
+    }
 }
 
 struct Join<'a> {
@@ -686,7 +705,8 @@ impl<'a> Exec<'a> {
             task_token: None,
             heartbeat_nanos: 0,
             task_started: 0,
-            checked: input,
+            checked: Checked::input(input),
+            checked_res: Checked::input(Value::Null),
         };
         match self.free.pop() {
             Some(i) => {
@@ -888,12 +908,12 @@ impl<'a> Exec<'a> {
                 Op::Parameters(t) => {
                     let eff = self.frames[fi].eff;
                     let r = prog.templates[t as usize].eval(&self.env(f, eff), self.consts);
-                    match r.map_err(|e| self.eval_failure(f, e)).and_then(|v| self.check_size(f, v).map(|()| v)) {
-                        Ok(v) => {
+                    match r.map_err(|e| self.eval_failure(f, e)).and_then(|v| self.check_size(f, v).map(|b| (v, b))) {
+                        Ok((v, bound)) => {
                             let fr = &mut self.frames[fi];
                             fr.eff = v;
                             fr.res = v;
-                            fr.checked = v;
+                            fr.checked_res = Checked { value: v, bound };
                             fr_next(fr);
                             Flow::Continue
                         }
@@ -927,8 +947,10 @@ impl<'a> Exec<'a> {
                 }
                 Op::ResultPath(p) => {
                     let fr = &self.frames[fi];
-                    match prog.ref_paths[p as usize].set(self.bump, fr.raw, fr.res) {
+                    let path = &prog.ref_paths[p as usize];
+                    match path.set(self.bump, fr.raw, fr.res) {
                         Ok(v) => {
+                            self.compose_bound(f, v, path.growth_bound());
                             let fr = &mut self.frames[fi];
                             fr.out = v;
                             fr_next(fr);
@@ -1028,18 +1050,55 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// Output size check for states that changed their input (a pass-through cannot grow).
-    fn check_output(&self, f: u32) -> Result<(), Failure<'a>> {
+    /// Output size check for states that changed their input (a pass-through cannot grow)
+    /// and whose output has not passed already.
+    fn check_output(&mut self, f: u32) -> Result<(), Failure<'a>> {
         let fr = &self.frames[f as usize];
-        if same(&fr.out, &fr.raw) || same(&fr.out, &fr.checked) {
+        let out = fr.out;
+        if same(&out, &fr.raw) || same(&out, &fr.checked.value) || same(&out, &fr.checked_res.value) {
             return Ok(());
         }
-        self.check_size(f, fr.out)
+        let bound = self.check_size(f, out)?;
+        self.frames[f as usize].checked = Checked { value: out, bound };
+        Ok(())
     }
 
-    fn check_size(&self, f: u32, v: Value<'a>) -> Result<(), Failure<'a>> {
-        if v.fits_json_len(PAYLOAD_LIMIT) {
-            return Ok(());
+    /// The bound frame `f` knows for `v`, or `v` walked (and remembered when it is the
+    /// state's input); `None` when `v` is over the limit.
+    fn payload_bound(&mut self, f: u32, v: Value<'a>) -> Option<u32> {
+        let fr = &mut self.frames[f as usize];
+        for c in [fr.checked, fr.checked_res] {
+            if c.bound != UNWALKED && same(&v, &c.value) {
+                return Some(c.bound);
+            }
+        }
+        let bound = v.json_bound(PAYLOAD_LIMIT)? as u32;
+        if same(&v, &fr.raw) {
+            fr.checked = Checked { value: v, bound };
+        }
+        Some(bound)
+    }
+
+    /// `out` is `raw` with `res` placed at a reference path that adds at most `growth`
+    /// bytes of keys and braces: its JSON is at most `raw`'s bound + `res`'s + `growth`.
+    /// When that is within the limit, `out` passes without being walked (the state data
+    /// of a workflow that keeps adding results to its input is then walked once, not once
+    /// per state); otherwise `check_output` walks it.
+    fn compose_bound(&mut self, f: u32, out: Value<'a>, growth: usize) {
+        let fr = &self.frames[f as usize];
+        let (raw, res) = (fr.raw, fr.res);
+        let Some(a) = self.payload_bound(f, raw) else { return };
+        let Some(b) = self.payload_bound(f, res) else { return };
+        let bound = a as usize + b as usize + growth;
+        if bound <= PAYLOAD_LIMIT {
+            self.frames[f as usize].checked = Checked { value: out, bound: bound as u32 };
+        }
+    }
+
+    /// The payload-size check: `Ok` with an upper bound of `v`'s JSON length when it fits.
+    fn check_size(&self, f: u32, v: Value<'a>) -> Result<u32, Failure<'a>> {
+        if let Some(bound) = v.json_bound(PAYLOAD_LIMIT) {
+            return Ok(bound as u32);
         }
         let name = &self.prog.states[self.frames[f as usize].state as usize].name;
         Err(Failure::new(
@@ -1050,9 +1109,10 @@ impl<'a> Exec<'a> {
         ))
     }
 
-    fn check_task_result(&self, f: u32) -> Result<(), Failure<'a>> {
-        let fr = &self.frames[f as usize];
-        if fr.res.fits_json_len(PAYLOAD_LIMIT) {
+    fn check_task_result(&mut self, f: u32) -> Result<(), Failure<'a>> {
+        let fr = &mut self.frames[f as usize];
+        if let Some(bound) = fr.res.json_bound(PAYLOAD_LIMIT) {
+            fr.checked_res = Checked { value: fr.res, bound: bound as u32 };
             return Ok(());
         }
         let info = &self.prog.states[fr.state as usize];

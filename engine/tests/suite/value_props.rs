@@ -1,6 +1,6 @@
 //! Properties of the arena JSON value: parsing untrusted bytes never panics and reports an
 //! offset inside the text; print → parse round-trips; the payload-size check agrees with the
-//! real serialised length; doubles print like Java and read back to the same double.
+//! real serialised length (and so does a `ResultPath` output's composed bound); doubles print like Java and read back to the same double.
 
 use bumpalo::Bump;
 use proptest::prelude::*;
@@ -56,6 +56,29 @@ proptest! {
         let len = v.to_json_string().len();
         prop_assert_eq!(v.fits_json_len(limit), len <= limit);
         prop_assert_eq!(v.json_len_capped(usize::MAX), len);
+        match v.json_bound(limit) {
+            Some(bound) => prop_assert!(len <= bound && bound <= limit, "{len} {bound} {limit}"),
+            None => prop_assert!(len > limit),
+        }
+    }
+
+    /// The VM passes a `ResultPath` output without walking it when the bounds of its
+    /// parts and the path's growth add up to no more than the limit: that sum must never
+    /// be under the output's real length.
+    #[test]
+    fn result_path_outputs_stay_within_the_composed_bound(
+        raw in json_strategy(),
+        res in json_strategy(),
+        steps in prop::collection::vec(prop_oneof!["[a-z\u{e9}]{1,4}".prop_map(|k| format!(".{k}")), (0usize..3).prop_map(|i| format!("[{i}]"))], 0..4),
+    ) {
+        let bump = Bump::new();
+        let path = sfn::paths::ReferencePath::parse(&format!("${}", steps.concat())).unwrap();
+        let (raw, res) = (Value::from_serde(&bump, &raw), Value::from_serde(&bump, &res));
+        if let Ok(out) = path.set(&bump, raw, res) {
+            let bound = raw.json_bound(usize::MAX).unwrap() + res.json_bound(usize::MAX).unwrap() + path.growth_bound();
+            let len = out.to_json_string().len();
+            prop_assert!(len <= bound, "{} at {} gives {} bytes, bound {}", res, path.text(), len, bound);
+        }
     }
 
     #[test]

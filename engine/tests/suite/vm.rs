@@ -434,6 +434,36 @@ fn oversized_output_raises_data_limit_exceeded() {
 }
 
 #[test]
+fn state_data_growing_through_result_paths_hits_the_limit_at_the_state_that_crosses_it() {
+    // Each state adds 60,000 bytes at a new key: four fit in 256 KiB, the fifth does not.
+    // Outputs built by a ResultPath pass on composed bounds, without being walked.
+    let clock = Arc::new(ManualClock::fixed());
+    let reg = Registry::new();
+    let chunk = "x".repeat(60_000);
+    let mut states = serde_json::Map::new();
+    let names = ["A", "B", "C", "D", "E"];
+    for (i, name) in names.iter().enumerate() {
+        let mut s = json!({"Type": "Pass", "Result": chunk, "ResultPath": format!("$.{}", name.to_lowercase())});
+        match names.get(i + 1) {
+            Some(next) => s["Next"] = json!(next),
+            None => s["End"] = json!(true),
+        }
+        states.insert(name.to_string(), s);
+    }
+    let def = json!({"StartAt": "A", "States": states});
+    let r = run(&def, &json!({}), &reg, &clock);
+    assert_eq!(r.error.as_deref(), Some("States.DataLimitExceeded"), "{r:?}");
+    assert!(r.cause.as_deref().unwrap_or("").contains("'E'"), "{r:?}");
+    // Four states' worth passes.
+    let mut def4 = def.clone();
+    def4["States"]["D"] = json!({"Type": "Pass", "Result": chunk, "ResultPath": "$.d", "End": true});
+    def4["States"].as_object_mut().unwrap().remove("E");
+    let r = run(&def4, &json!({}), &reg, &clock);
+    assert_eq!(r.status, Status::Succeeded, "{:?}", r.error);
+    assert_eq!(output(&r).as_object().map(|o| o.len()), Some(4));
+}
+
+#[test]
 fn unbound_tasks_and_exhausted_mocks_fail_clearly() {
     let clock = Arc::new(ManualClock::fixed());
     let def = json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": FN, "End": true}}});
