@@ -9,9 +9,9 @@
 //! the rules written next to the `unsafe` blocks: the arena is heap-allocated and reached
 //! through a raw pointer (moving a [`Live`] never moves it), the program and the machine's
 //! strings are kept alive by the `Arc` inside the start request, and the execution is
-//! dropped before either.
+//! dropped before either. The execution itself (about 600 bytes) is built in its own
+//! arena, so starting one copies it nowhere and the shard's table holds only a pointer.
 
-use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
 use bumpalo::Bump;
@@ -24,8 +24,9 @@ use crate::vm::{Exec, ExecInfo};
 /// A shard-owned execution.
 pub(super) struct Live {
     /// `None` until the input is parsed and after a panic tore the execution down.
-    /// Safety: borrows `*arena` and data owned by `start.machine`; see [`Live::drop`].
-    exec: ManuallyDrop<Option<Exec<'static>>>,
+    /// Safety: lives in `*arena` and borrows it and data owned by `start.machine`; dropped
+    /// in place by [`Live::teardown`] before either goes (bumpalo runs no destructors).
+    exec: Option<NonNull<Exec<'static>>>,
     /// `None` only after [`Live::take_arena`].
     arena: Option<NonNull<Bump>>,
     pub start: Start,
@@ -64,7 +65,7 @@ impl Live {
     /// Takes ownership of `arena` (from the shard's pool) for `start`.
     pub fn new(start: Start, arena: Box<Bump>, started_at: i64, cap: i64) -> Live {
         Live {
-            exec: ManuallyDrop::new(None),
+            exec: None,
             arena: Some(NonNull::from(Box::leak(arena))),
             start,
             started_at,
@@ -115,19 +116,22 @@ impl Live {
             start_time: self.started_at,
             redrive_count: 0,
         };
-        *self.exec = Some(Exec::start(&machine.program, bump, input, info, seed));
+        let exec = bump.alloc_with(|| Exec::start(&machine.program, bump, input, info, seed));
+        self.exec = Some(NonNull::from(exec));
         Ok(())
     }
 
     pub fn exec(&mut self) -> Option<&mut Exec<'static>> {
-        self.exec.as_mut()
+        // Safety: the pointer is to a live `Exec` in the arena (cleared when it is dropped),
+        // reachable only through `&mut self`.
+        self.exec.map(|p| unsafe { &mut *p.as_ptr() })
     }
 
     /// Sends the history events recorded since the last call to `f` with the execution's
     /// ARN (Express log records carry it).
     pub fn drain_events(&mut self, mut f: impl FnMut(&crate::history::HistoryEvent<'_>, &str)) {
         let arn = self.execution_arn;
-        if let Some(exec) = self.exec.as_mut() {
+        if let Some(exec) = self.exec() {
             exec.drain_events(|ev| f(ev, arn));
         }
     }
@@ -143,7 +147,11 @@ impl Live {
     pub fn teardown(&mut self) {
         // The value may be half-updated after a panic; dropping it only releases arena
         // vectors (no-ops in bumpalo) and the outbox of pending calls.
-        *self.exec = None;
+        if let Some(p) = self.exec.take() {
+            // Safety: `p` points to an `Exec` in the arena that nothing else references
+            // (`exec()` borrows `self`), and it is taken out, so it is dropped once.
+            unsafe { std::ptr::drop_in_place(p.as_ptr()) };
+        }
         self.execution_arn = "";
     }
 
@@ -158,14 +166,18 @@ impl Live {
     }
 
     /// Ends the execution and gives back the arena (not yet reset) and the start request.
-    pub fn into_parts(self) -> (Box<Bump>, Start) {
-        let mut this = ManuallyDrop::new(self);
-        // Safety: the execution is dropped first, so nothing borrows the arena any more;
-        // every field is moved out exactly once and `this` is never dropped.
+    pub fn into_parts(mut self) -> (Box<Bump>, Start) {
+        let arena = self.take_arena();
+        let mut this = std::mem::ManuallyDrop::new(self);
+        // Safety: `this` is never dropped; `start` is moved out exactly once and every
+        // other field that owns memory is dropped in place exactly once (the execution and
+        // the arena are gone already).
         unsafe {
-            ManuallyDrop::drop(&mut this.exec);
-            let arena = Box::from_raw(this.arena.expect("a live execution has its arena").as_ptr());
             let start = std::ptr::read(&this.start);
+            std::ptr::drop_in_place(&mut this.tokens);
+            std::ptr::drop_in_place(&mut this.inflight_tokens);
+            std::ptr::drop_in_place(&mut this.early);
+            std::ptr::drop_in_place(&mut this.durable);
             (arena, start)
         }
     }
@@ -173,15 +185,13 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
-        // Safety: the execution (which borrows the arena and the machine) goes first; the
-        // arena pointer came from `Box::leak` and is released exactly once, here or in
-        // `into_parts` (which skips this `Drop`). `start` (holding the machine) is dropped
+        // Safety: the execution (which lives in and borrows the arena, and borrows the
+        // machine) goes first; the arena pointer came from `Box::leak` and is released
+        // exactly once, here or in `take_arena` (which takes it out). `start` (holding the machine) is dropped
         // after this body, when the execution is gone.
-        unsafe {
-            ManuallyDrop::drop(&mut self.exec);
-            if let Some(arena) = self.arena {
-                drop(Box::from_raw(arena.as_ptr()));
-            }
+        self.teardown();
+        if let Some(arena) = self.arena {
+            unsafe { drop(Box::from_raw(arena.as_ptr())) };
         }
     }
 }
