@@ -9,9 +9,12 @@
 //! the rules written next to the `unsafe` blocks: the arena is heap-allocated and reached
 //! through a raw pointer (moving a [`Live`] never moves it), the program and the machine's
 //! strings are kept alive by the `Arc` inside the start request, and the execution is
-//! dropped before either. The execution itself (about 600 bytes) is built in its own
-//! arena, so starting one copies it nowhere and the shard's table holds only a pointer.
+//! dropped before either. The execution itself (about 600 bytes) lives in a box the shard
+//! pools ([`ExecBox`]), so the table's slots stay small and moving a `Live` never copies
+//! it; it is kept out of the arena, whose first 1 KiB chunk holds a parked execution's
+//! data.
 
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use bumpalo::Bump;
@@ -21,12 +24,17 @@ use crate::validate::MachineType;
 use crate::value::{JsonError, JsonParser};
 use crate::vm::{Exec, ExecInfo};
 
+/// Room for one execution, pooled by the shard and reused by the next.
+pub(super) type ExecBox = Box<MaybeUninit<Exec<'static>>>;
+
 /// A shard-owned execution.
 pub(super) struct Live {
     /// `None` until the input is parsed and after a panic tore the execution down.
-    /// Safety: lives in `*arena` and borrows it and data owned by `start.machine`; dropped
-    /// in place by [`Live::teardown`] before either goes (bumpalo runs no destructors).
+    /// Safety: points into `room`; borrows `*arena` and data owned by `start.machine`;
+    /// dropped in place by [`Live::teardown`] before any of them goes.
     exec: Option<NonNull<Exec<'static>>>,
+    /// Where `exec` is built; `None` only after [`Live::take_room`].
+    room: Option<ExecBox>,
     /// `None` only after [`Live::take_arena`].
     arena: Option<NonNull<Bump>>,
     pub start: Start,
@@ -63,9 +71,10 @@ unsafe impl Send for Live {}
 
 impl Live {
     /// Takes ownership of `arena` (from the shard's pool) for `start`.
-    pub fn new(start: Start, arena: Box<Bump>, started_at: i64, cap: i64) -> Live {
+    pub fn new(start: Start, arena: Box<Bump>, room: ExecBox, started_at: i64, cap: i64) -> Live {
         Live {
             exec: None,
+            room: Some(room),
             arena: Some(NonNull::from(Box::leak(arena))),
             start,
             started_at,
@@ -116,13 +125,14 @@ impl Live {
             start_time: self.started_at,
             redrive_count: 0,
         };
-        let exec = bump.alloc_with(|| Exec::start(&machine.program, bump, input, info, seed));
+        let room = self.room.as_mut().expect("a live execution has its room");
+        let exec = room.write(Exec::start(&machine.program, bump, input, info, seed));
         self.exec = Some(NonNull::from(exec));
         Ok(())
     }
 
     pub fn exec(&mut self) -> Option<&mut Exec<'static>> {
-        // Safety: the pointer is to a live `Exec` in the arena (cleared when it is dropped),
+        // Safety: the pointer is to a live `Exec` in `room` (cleared when it is dropped),
         // reachable only through `&mut self`.
         self.exec.map(|p| unsafe { &mut *p.as_ptr() })
     }
@@ -148,8 +158,8 @@ impl Live {
         // The value may be half-updated after a panic; dropping it only releases arena
         // vectors (no-ops in bumpalo) and the outbox of pending calls.
         if let Some(p) = self.exec.take() {
-            // Safety: `p` points to an `Exec` in the arena that nothing else references
-            // (`exec()` borrows `self`), and it is taken out, so it is dropped once.
+            // Safety: `p` points to an initialised `Exec` in `room` that nothing else
+            // references (`exec()` borrows `self`); it is taken out, so dropped once.
             unsafe { std::ptr::drop_in_place(p.as_ptr()) };
         }
         self.execution_arn = "";
@@ -165,6 +175,12 @@ impl Live {
         unsafe { Box::from_raw(arena.as_ptr()) }
     }
 
+    /// Ends the execution and takes the room it was built in, for the next one.
+    pub fn take_room(&mut self) -> Option<ExecBox> {
+        self.teardown();
+        self.room.take()
+    }
+
     /// Ends the execution and gives back the arena (not yet reset) and the start request.
     pub fn into_parts(mut self) -> (Box<Bump>, Start) {
         let arena = self.take_arena();
@@ -178,6 +194,7 @@ impl Live {
             std::ptr::drop_in_place(&mut this.inflight_tokens);
             std::ptr::drop_in_place(&mut this.early);
             std::ptr::drop_in_place(&mut this.durable);
+            std::ptr::drop_in_place(&mut this.room);
             (arena, start)
         }
     }
@@ -185,8 +202,7 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
-        // Safety: the execution (which lives in and borrows the arena, and borrows the
-        // machine) goes first; the arena pointer came from `Box::leak` and is released
+        // Safety: the execution (which borrows the arena and the machine) goes first; the arena pointer came from `Box::leak` and is released
         // exactly once, here or in `take_arena` (which takes it out). `start` (holding the machine) is dropped
         // after this body, when the execution is gone.
         self.teardown();

@@ -571,7 +571,8 @@ pub struct ShardGaugesSnapshot {
     pub parked: u64,
     /// Bytes held by the arenas of those executions.
     pub arena_bytes: u64,
-    /// Bytes of the shard's execution table (slots and their bookkeeping).
+    /// Bytes of the shard's execution table (slots and their bookkeeping, and the room
+    /// each held or pooled execution is built in).
     pub table_bytes: u64,
     /// Reset arenas kept for reuse, and their bytes.
     pub pooled_arenas: u64,

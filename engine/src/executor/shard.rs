@@ -23,7 +23,7 @@ use bumpalo::Bump;
 use crossbeam_utils::sync::Parker;
 
 use super::durable::{self, Durable, Entry, RecordingClock};
-use super::live::Live;
+use super::live::{ExecBox, Live};
 use super::table::Table;
 use super::timers::{Timer, Timers};
 use super::{BillingDetails, Control, DurableStart, EarlyCallback, Inner, Start, SyncResult};
@@ -34,7 +34,7 @@ use crate::logs::LogLevel;
 use crate::store::{RecordStatus, Write};
 use crate::validate::MachineType;
 use crate::value::JsonParser;
-use crate::vm::{AsyncCall, CallbackError, Outcome, Poll};
+use crate::vm::{AsyncCall, CallbackError, Exec, Outcome, Poll};
 
 /// Starts taken per turn before timers and parked executions get their share.
 const START_BATCH: usize = 64;
@@ -46,6 +46,9 @@ const START_BATCH: usize = 64;
 const IDLE_KEEP_ARENAS: usize = 1024;
 const IDLE_KEEP_ARENA_BYTES: usize = 4 << 20;
 const IDLE_KEEP_SLOTS: usize = 4096;
+/// Execution rooms an idle shard keeps (a room is ~600 bytes; a fresh one is one
+/// allocation, so this only spares the first starts after an idle spell).
+const IDLE_KEEP_ROOMS: usize = 128;
 
 const EXPRESS_CAP_CAUSE: &str = "The execution ran longer than the 300 seconds an Express execution may run.";
 const STANDARD_CAP_CAUSE: &str = "The execution ran longer than the one year a Standard execution may run.";
@@ -75,6 +78,8 @@ struct Shard {
     /// box (not just the `Bump`) keeps taking an arena free of allocation.
     #[allow(clippy::vec_box)]
     pool: Vec<Box<Bump>>,
+    /// Rooms of ended executions, for the next ones (at most `IDLE_KEEP_ROOMS` once idle).
+    exec_rooms: Vec<ExecBox>,
     pooled_bytes: usize,
     parser: JsonParser,
     draining: Option<Instant>,
@@ -99,6 +104,7 @@ pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
         ready: VecDeque::new(),
         timers: Timers::default(),
         pool: Vec::new(),
+        exec_rooms: Vec::new(),
         pooled_bytes: 0,
         parser: JsonParser::new(),
         draining: None,
@@ -269,6 +275,11 @@ impl Shard {
             self.pool.shrink_to_fit();
             self.pooled_bytes = bytes;
         }
+        if self.exec_rooms.len() > IDLE_KEEP_ROOMS {
+            self.exec_rooms.truncate(IDLE_KEEP_ROOMS);
+            self.exec_rooms.shrink_to_fit();
+            gave_back = true;
+        }
         if self.slots.len() > IDLE_KEEP_SLOTS {
             let newest = self.slots.iter().map(|s| s.gen).max().unwrap_or(0);
             self.gen_floor = self.gen_floor.max(newest.wrapping_add(1));
@@ -290,7 +301,9 @@ impl Shard {
         let table = self.slots.capacity() * size_of::<Slot>()
             + self.free.capacity() * size_of::<u32>()
             + self.ready.capacity() * size_of::<u32>()
-            + self.timers.len() * size_of::<Timer>();
+            + self.timers.len() * size_of::<Timer>()
+            + (self.held + self.exec_rooms.len()) * size_of::<Exec<'static>>()
+            + self.exec_rooms.capacity() * size_of::<ExecBox>();
         g.executions.set(self.held as u64);
         g.parked.set(self.parked as u64);
         g.arena_bytes.set(self.parked_bytes as u64);
@@ -512,7 +525,8 @@ impl Shard {
             Some(i) => i,
             None => self.slots.push(Slot { gen: self.gen_floor, live: None, parked_bytes: 0 }) as u32,
         };
-        self.slots[slot as usize].live = Some(Live::new(start, arena, now, cap));
+        let room = self.exec_rooms.pop().unwrap_or_else(Box::new_uninit);
+        self.slots[slot as usize].live = Some(Live::new(start, arena, room, now, cap));
         slot
     }
 
@@ -521,6 +535,9 @@ impl Shard {
         let arena = {
             let live = self.slots[slot as usize].live.as_mut().expect("releasing an occupied slot");
             unroute(&self.inner, live);
+            if let Some(room) = live.take_room() {
+                self.exec_rooms.push(room);
+            }
             live.take_arena()
         };
         self.slots[slot as usize].live = None;
