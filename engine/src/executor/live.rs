@@ -202,8 +202,9 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
-        // Safety: the execution (which borrows the arena and the machine) goes first; the arena pointer came from `Box::leak` and is released
-        // exactly once, here or in `take_arena` (which takes it out). `start` (holding the machine) is dropped
+        // Safety: the execution (which borrows the arena and the machine) goes first; the
+        // arena pointer came from `Box::leak` and is released exactly once, here or in
+        // `take_arena` (which takes it out). `start` (holding the machine) is dropped
         // after this body, when the execution is gone.
         self.teardown();
         if let Some(arena) = self.arena {

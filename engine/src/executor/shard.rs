@@ -1,16 +1,16 @@
 //! `executor::shard`: one executor thread: its inbox, its table of executions, its arena
 //! pool and its timers.
 //!
-//! Input: starts (its bounded inbox; its peers' when its own is empty), control messages (answers of asynchronous handlers,
-//! re-runs, drain), the clock. Output: finished executions (metrics, synchronous replies).
-//! Never touches: another shard's executions (a re-run is handed over as a message), locks
-//! shared with other shards (the only mutex it takes is its own histogram block's).
+//! Input: starts (its bounded inbox; its peers' when its own is empty), control messages
+//! (answers of asynchronous handlers, re-runs, drain), the clock. Output: finished
+//! executions (metrics, synchronous replies). Never touches: another shard's executions (a
+//! re-run is handed over as a message), locks shared with other shards (the only mutex it
+//! takes is its own histogram block's).
 //!
 //! A turn: take control messages, take up to `START_BATCH` starts (each is begun and run
 //! at once, so a short execution never leaves the cache; with its own inbox empty, from
-//! other shards' inboxes), fire due timers, give every
-//! ready execution one slice of `step_budget` states, then park until the next timer or a
-//! message if nothing is ready. Every execution sits in the table from the moment it
+//! other shards' inboxes), fire due timers, give every ready execution one slice of
+//! `step_budget` states, then park until the next timer or a message if nothing is ready. Every execution sits in the table from the moment it
 //! leaves the inbox, so a panic anywhere leaves it findable for a re-run.
 
 use std::collections::VecDeque;
