@@ -349,14 +349,17 @@ fn a_shard_that_panics_hands_every_execution_it_held_to_a_rerun() {
         e.start(&m, &input("{}"), None).unwrap();
     }
     eventually("all park", || parked(&e) == 100);
-    let on_shard0 = e.gauges()[0].executions;
-    assert!(on_shard0 > 0);
-    e.inject_shard_panic(0);
-    eventually("shard 0 is empty", || e.gauges()[0].executions == 0 && parked(&e) == 100);
+    // Placement may leave either shard empty (it prefers an awake shard, and an idle one
+    // takes starts from the other): the shard holding the most is the one that panics.
+    let (victim, held) =
+        e.gauges().iter().map(|g| g.executions).enumerate().max_by_key(|&(_, n)| n).expect("two shards");
+    assert!(held > 0);
+    e.inject_shard_panic(victim);
+    eventually("the panicked shard is empty", || e.gauges()[victim].executions == 0 && parked(&e) == 100);
     clock.set(t0 + 5 * S);
     eventually("every execution ends", || e.ended(&m) == 100);
     let metrics = e.metrics(&m);
-    assert_eq!((metrics.accepted, metrics.succeeded, metrics.rerun), (100, 100, on_shard0));
+    assert_eq!((metrics.accepted, metrics.succeeded, metrics.rerun), (100, 100, held));
 }
 
 #[test]
@@ -596,8 +599,11 @@ fn logging_without_a_writer_is_refused() {
 
 #[test]
 fn idle_shards_give_back_what_a_burst_grew() {
-    // 12,000 executions parked in a Wait at once, then all ended by the cap: the shards
-    // keep at most their idle allowance of pooled arenas and no oversized table.
+    // 20,000 executions parked in a Wait at once, then all ended by the cap: the shards
+    // keep at most their idle allowance of pooled arenas and no oversized table. Placement
+    // may put most of them on one shard (it prefers an awake one, and idle shards take
+    // starts from busy ones), and a shard that held at most 4,096 keeps its table; with
+    // 20,000 at most one shard can, so the total still shrinks tenfold.
     let clock = Arc::new(ManualClock::fixed());
     let t0 = clock.now();
     let e = Engine::builder().shards(2).inbox_capacity(16_384).clock(clock.clone()).seed(7).build();
@@ -607,7 +613,7 @@ fn idle_shards_give_back_what_a_burst_grew() {
         r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":400,"End":true}}}"#,
         MachineType::Express,
     );
-    let n = 12_000;
+    let n = 20_000;
     for _ in 0..n {
         e.start(&m, &input(r#"{"k":"v"}"#), None).expect("room in the inboxes");
     }
