@@ -29,12 +29,13 @@ pub(super) type ExecBox = Box<MaybeUninit<Exec<'static>>>;
 
 /// A shard-owned execution.
 pub(super) struct Live {
-    /// `None` until the input is parsed and after a panic tore the execution down.
-    /// Safety: points into `room`; borrows `*arena` and data owned by `start.machine`;
+    /// Where the execution is built; `None` only after [`Live::take_room`].
+    /// Safety: the execution borrows `*arena` and data owned by `start.machine`; it is
     /// dropped in place by [`Live::teardown`] before any of them goes.
-    exec: Option<NonNull<Exec<'static>>>,
-    /// Where `exec` is built; `None` only after [`Live::take_room`].
     room: Option<ExecBox>,
+    /// `room` holds an execution: false until the input is parsed and after a panic tore
+    /// the execution down.
+    built: bool,
     /// `None` only after [`Live::take_arena`].
     arena: Option<NonNull<Bump>>,
     pub start: Start,
@@ -73,8 +74,8 @@ impl Live {
     /// Takes ownership of `arena` (from the shard's pool) for `start`.
     pub fn new(start: Start, arena: Box<Bump>, room: ExecBox, started_at: i64, cap: i64) -> Live {
         Live {
-            exec: None,
             room: Some(room),
+            built: false,
             arena: Some(NonNull::from(Box::leak(arena))),
             start,
             started_at,
@@ -126,15 +127,18 @@ impl Live {
             redrive_count: 0,
         };
         let room = self.room.as_mut().expect("a live execution has its room");
-        let exec = room.write(Exec::start(&machine.program, bump, input, info, seed));
-        self.exec = Some(NonNull::from(exec));
+        room.write(Exec::start(&machine.program, bump, input, info, seed));
+        self.built = true;
         Ok(())
     }
 
     pub fn exec(&mut self) -> Option<&mut Exec<'static>> {
-        // Safety: the pointer is to a live `Exec` in `room` (cleared when it is dropped),
-        // reachable only through `&mut self`.
-        self.exec.map(|p| unsafe { &mut *p.as_ptr() })
+        // Safety: `built` says `room` holds an initialised `Exec` (cleared when it is
+        // dropped); it is reachable only through `&mut self`.
+        match (self.built, self.room.as_mut()) {
+            (true, Some(room)) => Some(unsafe { room.assume_init_mut() }),
+            _ => None,
+        }
     }
 
     /// Sends the history events recorded since the last call to `f` with the execution's
@@ -157,10 +161,13 @@ impl Live {
     pub fn teardown(&mut self) {
         // The value may be half-updated after a panic; dropping it only releases arena
         // vectors (no-ops in bumpalo) and the outbox of pending calls.
-        if let Some(p) = self.exec.take() {
-            // Safety: `p` points to an initialised `Exec` in `room` that nothing else
-            // references (`exec()` borrows `self`); it is taken out, so dropped once.
-            unsafe { std::ptr::drop_in_place(p.as_ptr()) };
+        if std::mem::take(&mut self.built) {
+            if let Some(room) = self.room.as_mut() {
+                // Safety: `built` said `room` holds an initialised `Exec`, which nothing
+                // else references (`exec()` borrows `self`); `built` is cleared, so it is
+                // dropped once.
+                unsafe { room.assume_init_drop() };
+            }
         }
         self.execution_arn = "";
     }

@@ -177,15 +177,7 @@ impl Shard {
                 Control::Panic => panic!("shard {} was told to panic (test hook)", self.index),
             }
         }
-        let mut taken = 0;
-        while taken < START_BATCH {
-            let Some(s) = q.starts.pop() else { break };
-            self.begin(s);
-            taken += 1;
-        }
-        if taken < START_BATCH {
-            self.steal_starts(START_BATCH - taken);
-        }
+        self.take_starts(&inner);
         if let Some(t) = self.timers.next() {
             let now = self.clock().now();
             if t <= now {
@@ -228,30 +220,26 @@ impl Shard {
         Turn::Continue
     }
 
+    /// No start in any inbox and no control message for this shard.
     fn nothing_waiting(&self, q: &super::ShardQueues) -> bool {
-        q.starts.is_empty() && q.control.is_empty() && !self.peers_have_starts()
+        q.control.is_empty() && self.inner.shards().iter().all(|s| s.starts.is_empty())
     }
 
-    /// With its own inbox empty, begins up to `n` starts waiting in other shards' inboxes
-    /// (a start that has not begun belongs to no shard yet). A shard the OS has
-    /// descheduled, or one busy with a long slice, would otherwise leave its queued starts
-    /// waiting milliseconds while this one idles: the start-latency tail.
-    fn steal_starts(&mut self, mut n: usize) {
-        let inner = self.inner.clone();
+    /// Begins up to `START_BATCH` starts: from this shard's inbox, then, when that runs
+    /// out, from the other shards' (a start that has not begun belongs to no shard yet). A
+    /// shard the OS has descheduled, or one busy with a long slice, would otherwise leave
+    /// its queued starts waiting milliseconds while this one idles: the start-latency tail.
+    fn take_starts(&mut self, inner: &Inner) {
         let shards = inner.shards();
-        for i in 1..shards.len() {
-            let peer = &shards[(self.index + i) % shards.len()];
+        let mut n = START_BATCH;
+        for i in 0..shards.len() {
+            let inbox = &shards[(self.index + i) % shards.len()].starts;
             while n > 0 {
-                let Some(s) = peer.starts.pop() else { break };
+                let Some(s) = inbox.pop() else { break };
                 self.begin(s);
                 n -= 1;
             }
         }
-    }
-
-    fn peers_have_starts(&self) -> bool {
-        let shards = self.inner.shards();
-        (1..shards.len()).any(|i| !shards[(self.index + i) % shards.len()].starts.is_empty())
     }
 
     /// With no execution left, gives back what the last burst grew beyond the idle
