@@ -62,3 +62,17 @@ pub fn git_commit() -> Option<String> {
 pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
+
+/// `line` (a JSON object) with the fields every line of `results/*.jsonl` ends with:
+/// `date`, `commit`, `machine`, `command` and `loadavg_1m`.
+pub fn stamp(mut line: serde_json::Value, command: String) -> serde_json::Value {
+    let machine = machine();
+    if let Some(fields) = line.as_object_mut() {
+        fields.insert("date".into(), utc_now().into());
+        fields.insert("commit".into(), git_commit().into());
+        fields.insert("machine".into(), serde_json::json!({"cores": machine.cores, "cpu": machine.cpu}));
+        fields.insert("command".into(), command.into());
+        fields.insert("loadavg_1m".into(), load_average().into());
+    }
+    line
+}

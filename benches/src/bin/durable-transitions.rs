@@ -89,23 +89,21 @@ fn main() {
     let rec = store.execution(&last).unwrap().expect("stored");
     assert_eq!(rec.status, sfn::store::RecordStatus::Succeeded);
     let events = store.history(&last, false, 10_000, None).unwrap().items.len();
-    let line = serde_json::json!({
-        "measure": "durable_transitions_per_second",
-        "executions": executions,
-        "states_per_execution": states,
-        "starter_threads": threads,
-        "transitions": transitions,
-        "events_per_execution": events,
-        "seconds": elapsed.as_secs_f64(),
-        "start_seconds": started.as_secs_f64(),
-        "transitions_per_second": transitions as f64 / elapsed.as_secs_f64(),
-        "executions_per_second": executions as f64 / elapsed.as_secs_f64(),
-        "date": provenance::utc_now(),
-        "commit": provenance::git_commit(),
-        "machine": {"cores": provenance::machine().cores, "cpu": provenance::machine().cpu},
-        "command": format!("target/release/durable-transitions --executions {executions} --states {states} --threads {threads}"),
-        "loadavg_1m": provenance::load_average(),
-    });
+    let line = provenance::stamp(
+        serde_json::json!({
+            "measure": "durable_transitions_per_second",
+            "executions": executions,
+            "states_per_execution": states,
+            "starter_threads": threads,
+            "transitions": transitions,
+            "events_per_execution": events,
+            "seconds": elapsed.as_secs_f64(),
+            "start_seconds": started.as_secs_f64(),
+            "transitions_per_second": transitions as f64 / elapsed.as_secs_f64(),
+            "executions_per_second": executions as f64 / elapsed.as_secs_f64(),
+        }),
+        format!("target/release/durable-transitions --executions {executions} --states {states} --threads {threads}"),
+    );
     println!("{line}");
     engine.shutdown(Shutdown::Drain(Duration::from_secs(5)));
     drop(engine);

@@ -48,21 +48,19 @@ fn main() {
     let elapsed = bench.run(n);
     if std::env::var_os("JSON").is_some() {
         let m = bench.engine.metrics(&bench.machine);
-        let line = serde_json::json!({
-            "measure": "engine_throughput",
-            "workload": w.name(),
-            "shards": shards,
-            "executions": n,
-            "seconds": elapsed.as_secs_f64(),
-            "executions_per_s": (n as f64 / elapsed.as_secs_f64()).round(),
-            "transitions_per_s": (m.transitions as f64 / m.finished() as f64 * n as f64 / elapsed.as_secs_f64()).round(),
-            "start_latency_ns": {"p50": m.start_latency_ns.value_at_quantile(0.5), "p99": m.start_latency_ns.value_at_quantile(0.99)},
-            "date": provenance::utc_now(),
-            "commit": provenance::git_commit(),
-            "machine": {"cores": provenance::machine().cores, "cpu": provenance::machine().cpu},
-            "command": format!("JSON=1 target/release/engine-throughput {} {shards} {n}", w.name()),
-            "loadavg_1m": provenance::load_average(),
-        });
+        let line = provenance::stamp(
+            serde_json::json!({
+                "measure": "engine_throughput",
+                "workload": w.name(),
+                "shards": shards,
+                "executions": n,
+                "seconds": elapsed.as_secs_f64(),
+                "executions_per_s": (n as f64 / elapsed.as_secs_f64()).round(),
+                "transitions_per_s": (m.transitions as f64 / m.finished() as f64 * n as f64 / elapsed.as_secs_f64()).round(),
+                "start_latency_ns": {"p50": m.start_latency_ns.value_at_quantile(0.5), "p99": m.start_latency_ns.value_at_quantile(0.99)},
+            }),
+            format!("JSON=1 target/release/engine-throughput {} {shards} {n}", w.name()),
+        );
         println!("{line}");
         return;
     }

@@ -60,21 +60,19 @@ fn measure(kind: &str, definition: &[u8], n: u64) {
     let rss1 = rss_bytes();
     let g = &engine.gauges()[0];
     let engine_bytes = g.arena_bytes + g.table_bytes;
-    let line = serde_json::json!({
-        "measure": "parked_execution_bytes",
-        "parked_in": kind,
-        "workload": "rider",
-        "executions": g.parked,
-        "arena_bytes_per_execution": g.arena_bytes / g.parked,
-        "engine_bytes_per_execution": engine_bytes / g.parked,
-        "rss_bytes_per_execution": rss1.saturating_sub(rss0) / n,
-        "rss_bytes": rss1,
-        "date": provenance::utc_now(),
-        "commit": provenance::git_commit(),
-        "machine": {"cores": provenance::machine().cores, "cpu": provenance::machine().cpu},
-        "command": format!("target/release/parked-memory {kind} {n}"),
-        "loadavg_1m": provenance::load_average(),
-    });
+    let line = provenance::stamp(
+        serde_json::json!({
+            "measure": "parked_execution_bytes",
+            "parked_in": kind,
+            "workload": "rider",
+            "executions": g.parked,
+            "arena_bytes_per_execution": g.arena_bytes / g.parked,
+            "engine_bytes_per_execution": engine_bytes / g.parked,
+            "rss_bytes_per_execution": rss1.saturating_sub(rss0) / n,
+            "rss_bytes": rss1,
+        }),
+        format!("target/release/parked-memory {kind} {n}"),
+    );
     println!("{line}");
     let report = engine.shutdown(Shutdown::Abandon);
     assert_eq!(report.abandoned, n + 1);

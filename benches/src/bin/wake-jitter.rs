@@ -29,18 +29,16 @@ fn main() {
     let set = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) } == 0;
     let low_slack = set.then(|| measure(seconds / 2.0, sleep));
     if std::env::var_os("JSON").is_some() {
-        let line = serde_json::json!({
-            "measure": "wake_jitter",
-            "sleep_us": sleep_us,
-            "seconds": seconds,
-            "default_slack": default_slack.json(),
-            "slack_1ns": low_slack.as_ref().map(Stats::json),
-            "date": provenance::utc_now(),
-            "commit": provenance::git_commit(),
-            "machine": {"cores": provenance::machine().cores, "cpu": provenance::machine().cpu},
-            "command": format!("JSON=1 target/release/wake-jitter {seconds} {sleep_us}"),
-            "loadavg_1m": provenance::load_average(),
-        });
+        let line = provenance::stamp(
+            serde_json::json!({
+                "measure": "wake_jitter",
+                "sleep_us": sleep_us,
+                "seconds": seconds,
+                "default_slack": default_slack.json(),
+                "slack_1ns": low_slack.as_ref().map(Stats::json),
+            }),
+            format!("JSON=1 target/release/wake-jitter {seconds} {sleep_us}"),
+        );
         println!("{line}");
         return;
     }
