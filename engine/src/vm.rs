@@ -227,23 +227,6 @@ impl<'a> Checked<'a> {
     }
 }
 
-impl<'a> Frame<'a> {
-    /// `Some` when `v` is a value this frame has seen pass the payload check, with the
-    /// best bound it holds for it (`UNWALKED` when it passed without a walk).
-    fn checked_bound(&self, v: &Value<'a>) -> Option<u32> {
-        let mut found = None;
-        for c in [self.checked, self.checked_res] {
-            if same(v, &c.value) {
-                if c.bound != UNWALKED {
-                    return Some(c.bound);
-                }
-                found = Some(UNWALKED);
-            }
-        }
-        found
-    }
-}
-
 struct Join<'a> {
     map: u32,
     results: BVec<'a, Value<'a>>,
@@ -1072,7 +1055,7 @@ impl<'a> Exec<'a> {
     fn check_output(&mut self, f: u32) -> Result<(), Failure<'a>> {
         let fr = &self.frames[f as usize];
         let out = fr.out;
-        if same(&out, &fr.raw) || fr.checked_bound(&out).is_some() {
+        if same(&out, &fr.raw) || same(&out, &fr.checked.value) || same(&out, &fr.checked_res.value) {
             return Ok(());
         }
         let bound = self.check_size(f, out)?;
@@ -1084,8 +1067,10 @@ impl<'a> Exec<'a> {
     /// state's input); `None` when `v` is over the limit.
     fn payload_bound(&mut self, f: u32, v: Value<'a>) -> Option<u32> {
         let fr = &mut self.frames[f as usize];
-        if let Some(bound) = fr.checked_bound(&v).filter(|&b| b != UNWALKED) {
-            return Some(bound);
+        for c in [fr.checked, fr.checked_res] {
+            if c.bound != UNWALKED && same(&v, &c.value) {
+                return Some(c.bound);
+            }
         }
         let bound = v.json_bound(PAYLOAD_LIMIT)? as u32;
         if same(&v, &fr.raw) {
