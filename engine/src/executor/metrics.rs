@@ -55,6 +55,9 @@ pub(super) struct ShardStats {
     pub aborted: Counter,
     pub rerun: Counter,
     pub transitions: Counter,
+    /// Arena bytes the machine's last execution on this shard ended with: the size class
+    /// its next start takes an arena from (`executor::arenas`). A level, not a count.
+    pub arena_need: Counter,
     pub hist: Mutex<Hists>,
 }
 
@@ -73,6 +76,7 @@ impl Default for ShardStats {
             aborted: Counter::default(),
             rerun: Counter::default(),
             transitions: Counter::default(),
+            arena_need: Counter::default(),
             hist: Mutex::new(Hists { start_latency: histogram(), duration: histogram() }),
         }
     }

@@ -36,6 +36,7 @@
 //! [`LogWriter`], whose bounded queue drops and counts lines rather than stalling a shard.
 //! Express executions keep no history beyond that, as at AWS.
 
+mod arenas;
 mod durable;
 mod live;
 mod metrics;

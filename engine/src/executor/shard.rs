@@ -22,6 +22,7 @@ use std::time::Instant;
 use bumpalo::Bump;
 use crossbeam_utils::sync::Parker;
 
+use super::arenas::ArenaPool;
 use super::durable::{self, Durable, Entry, RecordingClock};
 use super::live::{ExecBox, Live};
 use super::table::Table;
@@ -74,13 +75,9 @@ struct Shard {
     held: usize,
     ready: VecDeque<u32>,
     timers: Timers,
-    /// Boxed on purpose: an execution borrows its arena at a fixed address, and pooling the
-    /// box (not just the `Bump`) keeps taking an arena free of allocation.
-    #[allow(clippy::vec_box)]
-    pool: Vec<Box<Bump>>,
+    pool: ArenaPool,
     /// Rooms of ended executions, for the next ones (at most `IDLE_KEEP_ROOMS` once idle).
     exec_rooms: Vec<ExecBox>,
-    pooled_bytes: usize,
     parser: JsonParser,
     draining: Option<Instant>,
     parked: usize,
@@ -94,6 +91,7 @@ struct Shard {
 
 /// The shard thread's body. Returns the number of executions it abandoned at shutdown.
 pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
+    let pool = ArenaPool::new(inner.arena_bytes, inner.arena_keep_bytes);
     let mut shard = Shard {
         inner,
         index,
@@ -103,9 +101,8 @@ pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
         held: 0,
         ready: VecDeque::new(),
         timers: Timers::default(),
-        pool: Vec::new(),
+        pool,
         exec_rooms: Vec::new(),
-        pooled_bytes: 0,
         parser: JsonParser::new(),
         draining: None,
         parked: 0,
@@ -246,23 +243,7 @@ impl Shard {
     /// allowance (`IDLE_KEEP_*`). Every timer left is stale then (its slot's generation has
     /// moved on), so the timer heap goes too.
     fn trim_idle(&mut self) {
-        let mut gave_back = false;
-        if self.pool.len() > IDLE_KEEP_ARENAS || self.pooled_bytes > IDLE_KEEP_ARENA_BYTES {
-            self.pool.sort_by_key(|a| a.allocated_bytes());
-            let mut kept = 0;
-            let mut bytes = 0;
-            for a in &self.pool {
-                if kept == IDLE_KEEP_ARENAS || bytes + a.allocated_bytes() > IDLE_KEEP_ARENA_BYTES {
-                    break;
-                }
-                kept += 1;
-                bytes += a.allocated_bytes();
-            }
-            gave_back = true;
-            self.pool.truncate(kept);
-            self.pool.shrink_to_fit();
-            self.pooled_bytes = bytes;
-        }
+        let mut gave_back = self.pool.trim(IDLE_KEEP_ARENAS, IDLE_KEEP_ARENA_BYTES);
         if self.exec_rooms.len() > IDLE_KEEP_ROOMS {
             self.exec_rooms.truncate(IDLE_KEEP_ROOMS);
             self.exec_rooms.shrink_to_fit();
@@ -297,7 +278,7 @@ impl Shard {
         g.arena_bytes.set(self.parked_bytes as u64);
         g.table_bytes.set(table as u64);
         g.pooled_arenas.set(self.pool.len() as u64);
-        g.pooled_bytes.set(self.pooled_bytes as u64);
+        g.pooled_bytes.set(self.pool.bytes() as u64);
         g.timers.set(self.timers.len() as u64);
         g.next_timer.set(self.timers.next().unwrap_or(i64::MAX) as u64);
     }
@@ -312,12 +293,13 @@ impl Shard {
         // Read what is needed from the machine before the start moves into the table: no
         // reference-count traffic on the machine (shared with the starting thread's core).
         let machine = &*start.machine.0;
+        let stats = &machine.stats[self.index];
         if start.reruns == 0 {
-            machine.stats[self.index].accepted.add(1);
+            stats.accepted.add(1);
         }
         let (max_nanos, level) = (machine.max_nanos, machine.logging.level);
         let now = self.clock().now();
-        let arena = self.pooled_arena();
+        let arena = self.pool.take(stats.arena_need.get() as usize);
         let cap = start.accepted_at.saturating_add(max_nanos);
         let seed = start.uuid as u64 ^ (start.uuid >> 64) as u64 ^ start.reruns as u64;
         let slot = self.insert(start, arena, now, cap);
@@ -343,10 +325,11 @@ impl Shard {
     /// its journal before it goes on.
     fn begin_durable(&mut self, start: Start, d: DurableStart) {
         let machine = &*start.machine.0;
+        let stats = &machine.stats[self.index];
         if start.reruns == 0 && d.journal.is_empty() {
-            machine.stats[self.index].accepted.add(1);
+            stats.accepted.add(1);
         }
-        let arena = self.pooled_arena();
+        let arena = self.pool.take(stats.arena_need.get() as usize);
         // The execution's clock starts when it was accepted (and stored), also on resume.
         let started = start.accepted_at;
         let cap = started.saturating_add(machine.max_nanos);
@@ -492,17 +475,6 @@ impl Shard {
         }
         if again {
             self.unpark(slot);
-        }
-    }
-
-    /// A reset arena from the pool, or a new one.
-    fn pooled_arena(&mut self) -> Box<Bump> {
-        match self.pool.pop() {
-            Some(a) => {
-                self.pooled_bytes -= a.allocated_bytes();
-                a
-            }
-            None => Box::new(Bump::with_capacity(self.inner.arena_bytes)),
         }
     }
 
@@ -928,6 +900,7 @@ impl Shard {
                 Status::Failed => stats.failed.add(1),
                 Status::TimedOut => stats.timed_out.add(1),
             }
+            stats.arena_need.set(live.arena_bytes() as u64);
             let mut h = stats.hist.lock();
             let latency = (live.started_at - live.start.requested_at).max(0) as u64;
             let duration = (stop - live.start.accepted_at).max(0) as u64;
@@ -942,11 +915,7 @@ impl Shard {
     }
 
     fn pool_arena(&mut self, arena: Box<Bump>) {
-        let bytes = arena.allocated_bytes();
-        if bytes <= self.inner.arena_keep_bytes {
-            self.pooled_bytes += bytes;
-            self.pool.push(arena);
-        }
+        self.pool.give(arena);
     }
 
     /// A panic inside the execution in `slot` (a handler's or the VM's): tear it down and

@@ -635,3 +635,42 @@ fn idle_shards_give_back_what_a_burst_grew() {
     assert_eq!(r.status, Status::TimedOut);
     assert_eq!(r.stop_date - r.start_date, 300 * S);
 }
+
+#[test]
+fn parked_executions_do_not_hold_the_arenas_large_ones_grew() {
+    // A machine whose executions grow their arenas to ~40 KiB runs first (side by side, in
+    // a Wait), leaving their arenas pooled; then a small machine's executions park in a
+    // Wait. They take arenas of their own size, not the large ones (which would hold
+    // ~40 KiB each for the whole Wait).
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let e = Engine::builder().shards(1).clock(clock.clone()).seed(3).build();
+    let big = register(
+        &e,
+        "Big",
+        r#"{"StartAt":"P","States":{"P":{"Type":"Pass","Parameters":{"a.$":"States.ArrayRange(1, 1000, 1)","b.$":"States.ArrayRange(1, 1000, 1)"},"Next":"W"},"W":{"Type":"Wait","Seconds":1,"End":true}}}"#,
+        MachineType::Express,
+    );
+    let small = register(
+        &e,
+        "Small",
+        r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":60,"End":true}}}"#,
+        MachineType::Express,
+    );
+    let n = 200;
+    let runs: Vec<_> = (0..n).map(|_| e.start_sync(&big, &input("{}"), None)).collect();
+    eventually("every large execution parks", || parked(&e) == n);
+    clock.set(t0 + S);
+    for r in runs {
+        assert_eq!(r.wait().unwrap().status, Status::Succeeded);
+    }
+    let pooled = || e.gauges().iter().map(|g| g.pooled_bytes).sum::<u64>();
+    eventually("the large executions' arenas are pooled", || pooled() > n * (16 << 10));
+    let pooled = pooled();
+    for _ in 0..n {
+        e.start(&small, &input(r#"{"k":"v"}"#), None).expect("room in the inbox");
+    }
+    eventually("every small execution parks", || parked(&e) == n);
+    let held: u64 = e.gauges().iter().map(|g| g.arena_bytes).sum();
+    assert!(held / n < 8 << 10, "{} arena bytes per parked execution ({pooled} pooled by Big)", held / n);
+}
