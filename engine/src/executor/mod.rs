@@ -186,7 +186,8 @@ impl EngineBuilder {
     /// task uses about 700 bytes of it) and the largest arena a pool keeps after reset
     /// (default 64 KiB; a bigger one, left by an unusually large execution, is freed). An
     /// arena keeps its largest chunk across resets, so a pooled arena is as big as the
-    /// largest execution it served, up to that bound.
+    /// largest execution it served, up to that bound. A new arena for a machine whose last
+    /// execution on the shard needed more than `first` starts at that need (within `keep`).
     pub fn arena_sizes(mut self, first: usize, keep: usize) -> Self {
         self.arena_bytes = first;
         self.arena_keep_bytes = keep;
