@@ -111,6 +111,7 @@ pub fn to_json(kind: &str, r: &RunResult, c: &Criteria, v: &Verdict) -> Json {
         "start_latency_us": {"p50": sl(0.5), "p99": sl(0.99), "p999": sl(0.999), "max": round1(r.figures.start_latency_ns.max() as f64 / 1e3)},
         "duration_us": {"p50": du(0.5), "p99": du(0.99), "max": round1(r.figures.duration_ns.max() as f64 / 1e3)},
         "cpu_seconds": r.cpu_seconds.map(|c| (c * 100.0).round() / 100.0),
+        "sender_cpu_seconds": r.sender_cpu_seconds.map(|c| (c * 100.0).round() / 100.0),
         "peak_rss_bytes": r.peak_rss_bytes,
         "verdict": v.word(),
         "failures": v.failures,
@@ -195,7 +196,11 @@ pub fn to_text(kind: &str, r: &RunResult, c: &Criteria, v: &Verdict) -> String {
         us(r.late_ns.max() as f64 / 1e3)
     );
     if let Some(cpu) = r.cpu_seconds {
-        s += &format!("cpu            {cpu:.2} s ({:.2} cores)", cpu / r.wall_s);
+        s += &format!("cpu            {cpu:.2} s ({:.2} cores", cpu / r.wall_s);
+        if let Some(sender) = r.sender_cpu_seconds {
+            s += &format!("; the sender {sender:.2} s");
+        }
+        s += ")";
         if let Some(p) = r.peak_rss_bytes {
             s += &format!(", peak RSS {:.1} MiB", p as f64 / (1 << 20) as f64);
         }
@@ -278,6 +283,7 @@ mod tests {
             drain_s: 0.01,
             wall_s: 1.01,
             cpu_seconds: Some(0.5),
+            sender_cpu_seconds: Some(0.1),
             peak_rss_bytes: Some(50 << 20),
         }
     }
@@ -337,6 +343,7 @@ mod tests {
             "lost",
             "rerun",
             "cpu_seconds",
+            "sender_cpu_seconds",
             "peak_rss_bytes",
             "verdict",
             "date",

@@ -36,6 +36,8 @@ pub struct LoadSpec {
     pub warmup_s: f64,
     /// How long to wait after the last start for every execution to end.
     pub drain: Duration,
+    /// The sender thread's timer slack, nanoseconds (0: the kernel's default).
+    pub sender_timer_slack_ns: u64,
 }
 
 /// Everything a run measured.
@@ -67,6 +69,9 @@ pub struct RunResult {
     pub wall_s: f64,
     /// Process CPU time over `wall_s` (sender, target, everything), seconds.
     pub cpu_seconds: Option<f64>,
+    /// The sender thread's share of it (its sleeps and wake-ups, and each start's call
+    /// into the target), seconds.
+    pub sender_cpu_seconds: Option<f64>,
     pub peak_rss_bytes: Option<u64>,
 }
 
@@ -130,6 +135,8 @@ struct Sent {
     first_refusal: Option<String>,
     late_ns: Histogram<u64>,
     last_sent: Duration,
+    /// The sender thread's CPU time, seconds.
+    cpu_seconds: Option<f64>,
 }
 
 /// Runs the warm-up (if any) and the measured load on `machines` (and `warmup` machines),
@@ -179,6 +186,7 @@ pub fn run<T: Target>(
         drain_s,
         wall_s,
         cpu_seconds,
+        sender_cpu_seconds: sent.cpu_seconds,
         peak_rss_bytes: sys::peak_rss_bytes(),
     }
 }
@@ -199,7 +207,12 @@ fn phase<T: Target>(
     let sent = std::thread::scope(|s| {
         let sender = std::thread::Builder::new()
             .name("loadgen-sender".into())
-            .spawn_scoped(s, || send(target, machines, weights, schedule, origin, &shared))
+            .spawn_scoped(s, || {
+                if spec.sender_timer_slack_ns > 0 {
+                    sys::set_timer_slack_ns(spec.sender_timer_slack_ns);
+                }
+                send(target, machines, weights, schedule, origin, &shared)
+            })
             .expect("the OS starts the sender thread");
         let mut last = (Instant::now(), 0u64);
         while !sender.is_finished() {
@@ -238,6 +251,7 @@ fn send<T: Target>(
     origin: Instant,
     shared: &Shared,
 ) -> Sent {
+    let cpu0 = sys::thread_cpu_seconds();
     let mut mix = Mix::new(weights);
     let mut out = Sent {
         accepted: 0,
@@ -246,6 +260,7 @@ fn send<T: Target>(
         first_refusal: None,
         late_ns: histogram(),
         last_sent: Duration::ZERO,
+        cpu_seconds: None,
     };
     let mut now = Instant::now();
     while let Some(at) = schedule.next_at() {
@@ -278,6 +293,7 @@ fn send<T: Target>(
         now = Instant::now();
     }
     out.last_sent = now.saturating_duration_since(origin);
+    out.cpu_seconds = cpu0.zip(sys::thread_cpu_seconds()).map(|(a, b)| b - a);
     shared.issued.store(schedule.issued(), Ordering::Relaxed);
     out
 }

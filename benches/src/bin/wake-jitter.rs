@@ -3,7 +3,9 @@
 //! prints how long each sleep really took: p50/p99/p99.9/p99.99/max and how many took over
 //! 1 ms, once with the default timer slack and once with a slack of 1 ns. Every sender
 //! sleep and every wake-up of a parked shard pays this, so a p99 start latency near these
-//! figures measures the machine (a VM's idle vCPUs, the hypervisor), not the engine. With
+//! figures measures the machine (a VM's idle vCPUs, the hypervisor), not the engine. It
+//! also prints the CPU time the sleeping thread was charged per sleep (entering the sleep,
+//! the timer, the switch back): what each sender sleep and shard park costs in CPU. With
 //! `JSON=1` it prints one JSON line with provenance, for `results/machine.jsonl`.
 
 use std::time::{Duration, Instant};
@@ -51,6 +53,8 @@ fn main() {
 
 struct Stats {
     sleeps: usize,
+    /// The thread's CPU time over the run, per sleep, in microseconds.
+    cpu_us_per_sleep: f64,
     /// Microseconds per quantile: p50, p99, p99.9, p99.99, max.
     q: [u64; 5],
     over_1ms: usize,
@@ -59,20 +63,29 @@ struct Stats {
 impl Stats {
     fn json(&self) -> serde_json::Value {
         let [p50, p99, p999, p9999, max] = self.q;
-        serde_json::json!({"sleeps": self.sleeps, "p50_us": p50, "p99_us": p99, "p999_us": p999,
+        serde_json::json!({"sleeps": self.sleeps, "cpu_us_per_sleep": (self.cpu_us_per_sleep * 10.0).round() / 10.0, "p50_us": p50, "p99_us": p99, "p999_us": p999,
             "p9999_us": p9999, "max_us": max, "over_1ms": self.over_1ms})
     }
 
     fn text(&self) -> String {
         let [p50, p99, p999, p9999, max] = self.q;
         format!(
-            "{} sleeps, took p50 {p50} µs, p99 {p99} µs, p99.9 {p999} µs, p99.99 {p9999} µs, max {max} µs; {} over 1 ms",
-            self.sleeps, self.over_1ms
+            "{} sleeps, took p50 {p50} µs, p99 {p99} µs, p99.9 {p999} µs, p99.99 {p9999} µs, max {max} µs; {} over 1 ms; {:.1} µs CPU each",
+            self.sleeps, self.over_1ms, self.cpu_us_per_sleep
         )
     }
 }
 
+/// This thread's CPU time (user + system), nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // Safety: clock_gettime writes only the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 fn measure(seconds: f64, sleep: Duration) -> Stats {
+    let cpu0 = thread_cpu_ns();
     let t0 = Instant::now();
     let mut took = Vec::new();
     while t0.elapsed().as_secs_f64() < seconds {
@@ -80,10 +93,12 @@ fn measure(seconds: f64, sleep: Duration) -> Stats {
         std::thread::sleep(sleep);
         took.push(a.elapsed().as_micros() as u64);
     }
+    let cpu_us_per_sleep = (thread_cpu_ns() - cpu0) as f64 / 1e3 / took.len() as f64;
     took.sort_unstable();
     let at = |p: f64| took[((took.len() - 1) as f64 * p) as usize];
     Stats {
         sleeps: took.len(),
+        cpu_us_per_sleep,
         q: [at(0.5), at(0.99), at(0.999), at(0.9999), took[took.len() - 1]],
         over_1ms: took.iter().filter(|&&t| t > 1000).count(),
     }
