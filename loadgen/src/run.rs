@@ -208,8 +208,8 @@ fn phase<T: Target>(
         let sender = std::thread::Builder::new()
             .name("loadgen-sender".into())
             .spawn_scoped(s, || {
-                if spec.sender_timer_slack_ns > 0 {
-                    sys::set_timer_slack_ns(spec.sender_timer_slack_ns);
+                if spec.sender_timer_slack_ns > 0 && !sys::set_timer_slack_ns(spec.sender_timer_slack_ns) {
+                    eprintln!("loadgen: the kernel refused the sender's timer slack; it keeps the default");
                 }
                 send(target, machines, weights, schedule, origin, &shared)
             })

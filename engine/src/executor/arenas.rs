@@ -57,7 +57,8 @@ impl ArenaPool {
                 self.bytes -= a.allocated_bytes();
                 a
             }
-            None => Box::new(Bump::with_capacity(need.clamp(self.first, self.keep))),
+            // Not `clamp`: a builder may set `first` above `keep`.
+            None => Box::new(Bump::with_capacity(need.min(self.keep).max(self.first))),
         }
     }
 
@@ -142,6 +143,14 @@ mod tests {
         assert!(pool.take(0).allocated_bytes() >= 960);
         assert!(pool.take(6 << 10).allocated_bytes() >= 6 << 10);
         assert!(pool.take(1 << 20).allocated_bytes() < 128 << 10, "capped at the keep bound");
+    }
+
+    #[test]
+    fn a_first_size_above_the_keep_bound_is_not_a_panic() {
+        let mut pool = ArenaPool::new(8 << 10, 1 << 10);
+        assert!(pool.take(64 << 10).allocated_bytes() >= 8 << 10);
+        pool.give(grown(4 << 10));
+        assert_eq!(pool.len(), 0, "over the keep bound: freed");
     }
 
     #[test]
