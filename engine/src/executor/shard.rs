@@ -10,8 +10,9 @@
 //! A turn: take control messages, take up to `START_BATCH` starts (each is begun and run
 //! at once, so a short execution never leaves the cache; with its own inbox empty, from
 //! other shards' inboxes), fire due timers, give every ready execution one slice of
-//! `step_budget` states, then park until the next timer or a message if nothing is ready. Every execution sits in the table from the moment it
-//! leaves the inbox, so a panic anywhere leaves it findable for a re-run.
+//! `step_budget` states, then park until the next timer or a message if nothing is ready.
+//! Every execution sits in the table from the moment it leaves the inbox, so a panic
+//! anywhere leaves it findable for a re-run.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -911,10 +912,6 @@ impl Shard {
         }
         let mut arena = self.release(slot);
         arena.reset();
-        self.pool_arena(arena);
-    }
-
-    fn pool_arena(&mut self, arena: Box<Bump>) {
         self.pool.give(arena);
     }
 
@@ -925,7 +922,7 @@ impl Shard {
         live.teardown();
         let (mut arena, start) = live.into_parts();
         arena.reset();
-        self.pool_arena(arena);
+        self.pool.give(arena);
         self.rerun_or_fail(start, message);
     }
 
