@@ -178,12 +178,12 @@ fn face_search<'a>(_: &TaskContext<'_>, _: Value<'a>, arena: Arena<'a>) -> Resul
 /// A face id derived from the user id, as the index would return.
 fn index_face<'a>(_: &TaskContext<'_>, input: Value<'a>, arena: Arena<'a>) -> Result<Value<'a>, TaskError> {
     let user = input.get("userId").and_then(|u| u.as_str()).unwrap_or("anonymous");
-    Ok(Value::Str(bumpalo::format!(in arena.bump(), "face-{}-a1b2c3d4", user).into_bump_str()))
+    Ok(Value::Str(arena.concat(&["face-", user, "-a1b2c3d4"])))
 }
 
 fn thumbnail<'a>(_: &TaskContext<'_>, input: Value<'a>, arena: Arena<'a>) -> Result<Value<'a>, TaskError> {
     let key = input.get("s3Key").and_then(|k| k.as_str()).unwrap_or("");
-    let s3key = Value::Str(bumpalo::format!(in arena.bump(), "resized-{}", key).into_bump_str());
+    let s3key = Value::Str(arena.concat(&["resized-", key]));
     let thumb = arena.object(&[("s3key", s3key), ("s3bucket", Value::Str("thumbnails"))]);
     Ok(arena.object(&[("thumbnail", thumb)]))
 }

@@ -51,6 +51,7 @@ pub fn compile(machine: Machine, bindings: Bindings<'_>) -> Program {
         machine_type,
         timeout_seconds,
         uses_context: false,
+        frames_hint: 1,
     };
     let mut c = Compiler { prog, bindings, consts: &mut consts, fail_uses_context: false };
     c.prog.start = c.graph(root);
@@ -61,6 +62,8 @@ pub fn compile(machine: Machine, bindings: Bindings<'_>) -> Program {
         || prog.assigns.iter().any(|a| a.vars.iter().any(|(_, t)| t.uses_context()))
         || prog.choices.iter().any(|ch| ch.rules.iter().any(|r| r.rule.uses_context()));
     prog.consts = ConstPool::build(&consts.values);
+    let branches: usize = prog.parallels.iter().map(|p| p.branches.len()).sum();
+    prog.frames_hint = (1 + branches).min(FRAMES_HINT_MAX as usize) as u32;
     prog
 }
 

@@ -412,7 +412,15 @@ pub struct Program {
     pub timeout_seconds: Option<u64>,
     /// Some expression reads `$$`: state entry times must be recorded.
     pub uses_context: bool,
+    /// The frames an execution's stacks start with room for: the root and every Parallel
+    /// branch, at most [`FRAMES_HINT_MAX`] (Map iterations grow the stacks as they start).
+    /// Sized up front, the stacks are allocated once instead of doubling from one slot.
+    pub frames_hint: u32,
 }
+
+/// The bound on [`Program::frames_hint`]: a machine with many Parallel states rarely runs
+/// them all at once, and the stacks still grow when it does.
+pub const FRAMES_HINT_MAX: u32 = 16;
 
 /// A program shared by all shards.
 pub type SharedProgram = Arc<Program>;

@@ -409,15 +409,19 @@ impl<'a> Exec<'a> {
     pub fn start(prog: &'a Program, bump: &'a Bump, input: Value<'a>, meta: ExecInfo<'a>, seed: u64) -> Exec<'a> {
         let deadline =
             prog.timeout_seconds.map(|t| meta.start_time.saturating_add((t as i64).saturating_mul(NANOS_PER_SEC)));
+        // The stacks get the room the program's Parallel branches need at once (one
+        // allocation each); with no branches, the root's frame and scope and nothing more.
+        let n = prog.frames_hint.max(1) as usize;
+        let nested = prog.parallels.len() + prog.maps.len();
         let mut exec = Exec {
             prog,
             bump,
             consts: prog.consts.values(),
-            frames: BVec::new_in(bump),
-            free: BVec::new_in(bump),
-            runnable: BVec::new_in(bump),
-            joins: BVec::new_in(bump),
-            scopes: BVec::new_in(bump),
+            frames: BVec::with_capacity_in(n, bump),
+            free: BVec::with_capacity_in(n - 1, bump),
+            runnable: BVec::with_capacity_in(n, bump),
+            joins: BVec::with_capacity_in(nested.min(n), bump),
+            scopes: BVec::with_capacity_in(n, bump),
             mock_counts: BVec::new_in(bump),
             input,
             meta,
