@@ -26,6 +26,7 @@
 //! is one predictable branch per event: nothing is built and the clock is not read.
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use bumpalo::collections::Vec as BVec;
@@ -407,13 +408,37 @@ impl<'a> Exec<'a> {
 
     /// [`Exec::new`] with borrowed metadata.
     pub fn start(prog: &'a Program, bump: &'a Bump, input: Value<'a>, meta: ExecInfo<'a>, seed: u64) -> Exec<'a> {
+        let mut exec = Exec::blank(prog, bump, input, meta, seed);
+        exec.enter_root();
+        exec
+    }
+
+    /// [`Exec::start`], built in `room` (a slot its driver pools): the ~700-byte `Exec` is
+    /// written once, where it stays, instead of being built and then moved there.
+    pub fn start_in<'r>(
+        room: &'r mut MaybeUninit<Exec<'a>>,
+        prog: &'a Program,
+        bump: &'a Bump,
+        input: Value<'a>,
+        meta: ExecInfo<'a>,
+        seed: u64,
+    ) -> &'r mut Exec<'a> {
+        let exec = room.write(Exec::blank(prog, bump, input, meta, seed));
+        exec.enter_root();
+        exec
+    }
+
+    /// An execution with nothing entered yet. Inlined so that `start_in` writes the fields
+    /// straight into its room.
+    #[inline(always)]
+    fn blank(prog: &'a Program, bump: &'a Bump, input: Value<'a>, meta: ExecInfo<'a>, seed: u64) -> Exec<'a> {
         let deadline =
             prog.timeout_seconds.map(|t| meta.start_time.saturating_add((t as i64).saturating_mul(NANOS_PER_SEC)));
         // The stacks get the room the program's Parallel branches need at once (one
         // allocation each); with no branches, the root's frame and scope and nothing more.
         let n = prog.frames_hint.max(1) as usize;
         let nested = prog.parallels.len() + prog.maps.len();
-        let mut exec = Exec {
+        Exec {
             prog,
             bump,
             consts: prog.consts.values(),
@@ -438,11 +463,14 @@ impl<'a> Exec<'a> {
             expired: Vec::new(),
             outcome: None,
             memo: Default::default(),
-        };
-        exec.scopes.push(Scope { parent: NONE, vars: BVec::new_in(bump) });
-        let root = exec.new_frame(prog.start, input, 0, NONE, 0);
-        exec.runnable.push(root);
-        exec
+        }
+    }
+
+    /// The root scope and frame, ready to run the start state.
+    fn enter_root(&mut self) {
+        self.scopes.push(Scope { parent: NONE, vars: BVec::new_in(self.bump) });
+        let root = self.new_frame(self.prog.start, self.input, 0, NONE, 0);
+        self.runnable.push(root);
     }
 
     /// The outcome, once `run` returned `Poll::Finished`.

@@ -127,7 +127,7 @@ impl Live {
             redrive_count: 0,
         };
         let room = self.room.as_mut().expect("a live execution has its room");
-        room.write(Exec::start(&machine.program, bump, input, info, seed));
+        Exec::start_in(room, &machine.program, bump, input, info, seed);
         self.built = true;
         Ok(())
     }
