@@ -263,8 +263,10 @@ impl Runner {
     /// output (or the error) as JSON into [`Runner::output`].
     pub fn run(&mut self, prog: &Program, input: &[u8]) -> Result<Status, JsonError> {
         self.bump.reset();
+        let text_len = input.len();
         let input = self.parser.parse(&self.bump, input)?;
         let mut exec = Exec::new(prog, &self.bump, input, &self.meta, 1);
+        exec.input_text_len(text_len);
         drive(&mut exec, &self.clock);
         self.transitions = exec.transitions();
         self.out.clear();

@@ -126,8 +126,10 @@ pub fn drive(exec: &mut Exec<'_>, clock: &dyn Clock) -> Result<(), AwaitingCallb
 /// Parses `input` and runs the program to completion.
 pub fn run_to_completion(prog: &Program, input: &[u8], opts: &RunOptions<'_>) -> Result<RunResult, JsonError> {
     let bump = Bump::new();
+    let text_len = input.len();
     let input = JsonParser::new().parse(&bump, input)?;
     let mut exec = Exec::new(prog, &bump, input, &opts.meta, opts.seed);
+    exec.input_text_len(text_len);
     if drive(&mut exec, opts.clock).is_err() {
         return Ok(RunResult {
             status: Status::Failed,

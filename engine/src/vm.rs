@@ -240,6 +240,10 @@ struct Join<'a> {
     failures: u32,
     tolerated_count: Option<u64>,
     tolerated_percentage: Option<f64>,
+    /// An upper bound of the JSON length of the results so far (brackets, a separator
+    /// per result, each result's own bound), or `UNWALKED` once a result has none: when
+    /// the join completes, its result array passes the payload check on this bound.
+    bound: u32,
 }
 
 struct Scope<'a> {
@@ -426,6 +430,22 @@ impl<'a> Exec<'a> {
         let exec = room.write(Exec::blank(prog, bump, input, meta, seed));
         exec.enter_root();
         exec
+    }
+
+    /// Tells a new execution that its input was parsed from `len` bytes of JSON text. Its
+    /// compact JSON is then at most 8 × `len` bytes (a string prints no longer than it was
+    /// written; a number, at least 3 characters when it is a float, prints in at most 24),
+    /// so when that is within the payload limit the input passes the size check without
+    /// being walked. Call it before the first `run`.
+    pub fn input_text_len(&mut self, len: usize) {
+        let bound = len.saturating_mul(8);
+        if bound <= PAYLOAD_LIMIT {
+            if let Some(root) = self.frames.first_mut() {
+                if same(&root.raw, &self.input) {
+                    root.checked = Checked { value: self.input, bound: bound as u32 };
+                }
+            }
+        }
     }
 
     /// An execution with nothing entered yet. Inlined so that `start_in` writes the fields
@@ -1098,17 +1118,22 @@ impl<'a> Exec<'a> {
     /// The bound frame `f` knows for `v`, or `v` walked (and remembered when it is the
     /// state's input); `None` when `v` is over the limit.
     fn payload_bound(&mut self, f: u32, v: Value<'a>) -> Option<u32> {
-        let fr = &mut self.frames[f as usize];
-        for c in [fr.checked, fr.checked_res] {
-            if c.bound != UNWALKED && same(&v, &c.value) {
-                return Some(c.bound);
-            }
+        if let Some(b) = self.known_bound(f, v) {
+            return Some(b);
         }
+        let fr = &mut self.frames[f as usize];
         let bound = v.json_bound(PAYLOAD_LIMIT)? as u32;
         if same(&v, &fr.raw) {
             fr.checked = Checked { value: v, bound };
         }
         Some(bound)
+    }
+
+    /// A bound of `v`'s JSON length that frame `f` already knows (its checked output or
+    /// task result), without walking.
+    fn known_bound(&self, f: u32, v: Value<'a>) -> Option<u32> {
+        let fr = &self.frames[f as usize];
+        [fr.checked, fr.checked_res].into_iter().find(|c| c.bound != UNWALKED && same(&v, &c.value)).map(|c| c.bound)
     }
 
     /// `out` is `raw` with `res` placed at a reference path that adds at most `growth`
@@ -1410,7 +1435,9 @@ impl<'a> Exec<'a> {
                 }
                 members.push(("Cause", Value::Str(fail.cause.unwrap_or(""))));
                 let v = value::object(self.bump, &members);
-                self.joins[j as usize].results[slot as usize] = v;
+                let join = &mut self.joins[j as usize];
+                join.results[slot as usize] = v;
+                join.bound = UNWALKED;
                 self.after_child(parent, last, done);
                 return;
             }
@@ -1493,10 +1520,15 @@ impl<'a> Exec<'a> {
         }
         let slot = self.frames[fi].slot;
         let last = self.frames[fi].last_event;
+        let bound = self.known_bound(f, out);
         self.release(f);
         let j = self.frames[parent as usize].join as usize;
         let join = &mut self.joins[j];
         join.results[slot as usize] = out;
+        join.bound = match bound {
+            Some(b) if join.bound != UNWALKED => join.bound.saturating_add(b.saturating_add(1)),
+            _ => UNWALKED,
+        };
         join.running -= 1;
         join.finished += 1;
         let done = if join.map != NONE {
@@ -1516,12 +1548,17 @@ impl<'a> Exec<'a> {
         let join = &self.joins[j];
         if join.finished as usize == join.results.len() {
             let results = self.bump.alloc_slice_copy(&join.results);
+            let bound = join.bound;
             let kind = if join.map != NONE { EventType::MapStateSucceeded } else { EventType::ParallelStateSucceeded };
             self.set_last_event(parent, done);
             self.emit_after(move |_| done, move |_| (kind, EventDetails::None));
             self.set_status(parent, Status::Ready);
             let fr = &mut self.frames[parent as usize];
             fr.res = Value::Array(results);
+            if bound as usize <= PAYLOAD_LIMIT {
+                // Every result's bound is known: the array passes without a walk.
+                fr.checked_res = Checked { value: fr.res, bound };
+            }
             fr.pc += 1;
             self.runnable.push(parent);
         } else if join.map != NONE && (join.started as usize) < join.items.len() {
@@ -1935,6 +1972,7 @@ impl<'a> Exec<'a> {
             failures: 0,
             tolerated_count: None,
             tolerated_percentage: None,
+            bound: 2,
         });
         let j = self.joins.len() as u32 - 1;
         let started = self.emit(f, move |_| (EventType::ParallelStateStarted, EventDetails::None));
@@ -2062,6 +2100,7 @@ impl<'a> Exec<'a> {
             failures: 0,
             tolerated_count: count.map(|c| c as u64),
             tolerated_percentage: pct,
+            bound: 2,
         });
         let j = self.joins.len() as u32 - 1;
         let started =

@@ -127,7 +127,7 @@ impl Live {
             redrive_count: 0,
         };
         let room = self.room.as_mut().expect("a live execution has its room");
-        Exec::start_in(room, &machine.program, bump, input, info, seed);
+        Exec::start_in(room, &machine.program, bump, input, info, seed).input_text_len(self.start.input.0.len());
         self.built = true;
         Ok(())
     }

@@ -464,6 +464,31 @@ fn state_data_growing_through_result_paths_hits_the_limit_at_the_state_that_cros
 }
 
 #[test]
+fn parallel_results_and_inputs_pass_the_payload_check_on_bounds_and_are_walked_past_them() {
+    // A Parallel's result array passes on its branches' bounds; the execution input on
+    // 8 × its text length. Where the bounds add up past the limit the output is walked,
+    // so a loose bound never fails a payload that fits, and one over the limit fails.
+    let clock = Arc::new(ManualClock::fixed());
+    let reg = Registry::new();
+    let chunk = "x".repeat(62_000);
+    let branch = |i: usize| json!({"StartAt": format!("B{i}"), "States": {format!("B{i}"): {"Type": "Pass", "Result": chunk, "End": true}}});
+    let def = |n: usize| {
+        json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "Branches": (0..n).map(branch).collect::<Vec<_>>(),
+               "ResultPath": "$.p", "End": true}}})
+    };
+    let input = json!({"k": "y".repeat(20_000)});
+    // 20 KB + 2 × 62 KB: the bounds (160 KB + 124 KB) are over the limit, the output is not.
+    let r = run(&def(2), &input, &reg, &clock);
+    assert_eq!(r.status, Status::Succeeded, "{r:?}");
+    assert_eq!(output(&r)["p"].as_array().map(|a| a.len()), Some(2));
+    // 4 × 62 KB fits on its own, and not with the input beside it.
+    let r = run(&def(4), &json!({}), &reg, &clock);
+    assert_eq!(r.status, Status::Succeeded, "{r:?}");
+    let r = run(&def(4), &input, &reg, &clock);
+    assert_eq!(r.error.as_deref(), Some("States.DataLimitExceeded"), "{r:?}");
+}
+
+#[test]
 fn unbound_tasks_and_exhausted_mocks_fail_clearly() {
     let clock = Arc::new(ManualClock::fixed());
     let def = json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": FN, "End": true}}});
