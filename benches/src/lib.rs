@@ -14,8 +14,36 @@
 //! Every workload carries its expected output; benches and loadgen check it once before
 //! measuring, so an "optimisation" that changes behaviour fails loudly instead of looking
 //! fast.
+//!
+//! Also the two thread-level helpers `wake-jitter` and `loadgen` share: [`thread_cpu_ns`]
+//! and [`set_timer_slack_ns`].
 
 pub mod provenance;
+
+/// The calling thread's CPU time (user + system) in nanoseconds, from
+/// `CLOCK_THREAD_CPUTIME_ID` (exact, no file read); `None` if the OS refuses the clock.
+pub fn thread_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // Safety: clock_gettime writes only the timespec it is given.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    ok.then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// Sets the calling thread's timer slack (`PR_SET_TIMERSLACK`): how much later than asked
+/// the kernel may end its sleeps, to batch wake-ups; 0 restores the default (50 µs). True
+/// when the kernel agreed.
+pub fn set_timer_slack_ns(ns: u64) -> bool {
+    // SAFETY: prctl with PR_SET_TIMERSLACK reads only its integer arguments.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = ns;
+        false
+    }
+}
 
 use bumpalo::Bump;
 use sfn::clock::{Clock, ManualClock};

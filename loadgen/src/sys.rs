@@ -1,8 +1,9 @@
 //! `sys`: what the OS says about this process: CPU time and resident memory (Linux
-//! `/proc`; `None` elsewhere); and the one process setting loadgen changes, transparent
-//! huge pages.
+//! `/proc`; `None` elsewhere) and a thread's CPU time (its CPU clock); and the settings
+//! loadgen changes: transparent huge pages for the process, the sender's timer slack.
 //!
-//! Input: `/proc/self/*`. Output: numbers. Never touches: anything else.
+//! Input: `/proc/self/*`, the thread CPU clock. Output: numbers. Never touches: anything
+//! else.
 
 /// CPU time (user + system) of the whole process, every thread, in seconds. `/proc`
 /// counts in USER_HZ, which Linux fixes at 100 for user space: 10 ms resolution.
@@ -11,26 +12,13 @@ pub fn process_cpu_seconds() -> Option<f64> {
     cpu_from_stat(&stat)
 }
 
-/// Sets the calling thread's timer slack (`PR_SET_TIMERSLACK`): how much later than asked
-/// the kernel may end its sleeps, to batch wake-ups; 0 restores the default (50 µs). True
-/// when the kernel agreed.
-pub fn set_timer_slack_ns(ns: u64) -> bool {
-    // SAFETY: prctl with PR_SET_TIMERSLACK reads only its integer arguments.
-    #[cfg(target_os = "linux")]
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = ns;
-        false
-    }
-}
+/// Sets the calling thread's timer slack (shared with `wake-jitter`).
+pub use sfn_benches::set_timer_slack_ns;
 
-/// CPU time of the calling thread, in seconds (same resolution).
+/// CPU time of the calling thread, in seconds (exact: the thread's CPU clock, the same
+/// reading `wake-jitter` takes).
 pub fn thread_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    cpu_from_stat(&stat)
+    sfn_benches::thread_cpu_ns().map(|ns| ns as f64 / 1e9)
 }
 
 /// utime + stime from a `stat` line. Fields after the command name (which may contain

@@ -25,11 +25,9 @@ fn main() {
     let (seconds, sleep_us) = (parse(1, 5.0), parse(2, 20.0));
     let sleep = Duration::from_nanos((sleep_us * 1e3) as u64);
     let default_slack = measure(seconds / 2.0, sleep);
-    // PR_SET_TIMERSLACK (29): the kernel may delay a sleeping thread's timer by up to its
-    // slack (50 µs by default) to batch wake-ups.
-    // Safety: prctl with PR_SET_TIMERSLACK reads no pointers.
-    let set = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) } == 0;
-    let low_slack = set.then(|| measure(seconds / 2.0, sleep));
+    // The kernel may delay a sleeping thread's timer by up to its slack (50 µs by default)
+    // to batch wake-ups; then measure with a slack of 1 ns.
+    let low_slack = sfn_benches::set_timer_slack_ns(1).then(|| measure(seconds / 2.0, sleep));
     if std::env::var_os("JSON").is_some() {
         let line = provenance::stamp(
             serde_json::json!({
@@ -76,15 +74,8 @@ impl Stats {
     }
 }
 
-/// This thread's CPU time (user + system), nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // Safety: clock_gettime writes only the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 fn measure(seconds: f64, sleep: Duration) -> Stats {
+    let thread_cpu_ns = || sfn_benches::thread_cpu_ns().expect("the thread CPU clock");
     let cpu0 = thread_cpu_ns();
     let t0 = Instant::now();
     let mut took = Vec::new();
