@@ -360,13 +360,15 @@ self_cell::self_cell!(
 
 type ConstValues<'a> = Vec<Value<'a>>;
 
-/// An arena that is no longer allocated from.
-pub struct FrozenBump(Bump);
+/// An arena that is no longer allocated from (a program's constants, a parsed execution
+/// input).
+pub struct FrozenBump(pub(crate) Bump);
 
 // Safety: `Bump` is `!Sync` only because allocating through `&Bump` mutates it. A
-// `FrozenBump` is allocated from exclusively inside `ConstPool::new`'s builder, before the
-// pool exists, and never hands out a `&Bump` afterwards; all later access is reading the
-// immutable values it owns, which is safe from any thread.
+// `FrozenBump` is allocated from exclusively inside the builder of the self-cell that owns
+// it (`ConstPool::new`, `executor::ParsedInput::try_new`), before that cell exists, and the
+// cell never hands out a `&Bump` afterwards; all later access is reading the immutable
+// values it owns, which is safe from any thread.
 unsafe impl Sync for FrozenBump {}
 
 impl ConstPool {

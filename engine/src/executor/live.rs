@@ -21,7 +21,7 @@ use bumpalo::Bump;
 
 use super::{ExecName, Start};
 use crate::validate::MachineType;
-use crate::value::{JsonError, JsonParser};
+use crate::value::{JsonError, JsonParser, Value};
 use crate::vm::{Exec, ExecInfo};
 
 /// Room for one execution, pooled by the shard and reused by the next.
@@ -99,7 +99,13 @@ impl Live {
         // Nothing else holds a mutable reference to the arena while the execution lives.
         let bump: &'static Bump = unsafe { self.arena.expect("a live execution has its arena").as_ref() };
         let machine: &'static super::MachineEntry = unsafe { &*(&*self.start.machine.0 as *const _) };
-        let input = parser.parse(bump, &self.start.input.0)?;
+        let input = match self.start.input.parsed() {
+            // Safety: the values live in the input's own frozen arena, owned through an
+            // `Arc` by `self.start.input`, which `Live` holds until after the execution is
+            // dropped (as it holds the machine); nothing writes to them.
+            Some(v) => unsafe { std::mem::transmute::<Value<'_>, Value<'static>>(v) },
+            None => parser.parse(bump, self.start.input.as_bytes())?,
+        };
         // Names and ARNs are written straight into the arena (no formatting machinery: this
         // runs once per start).
         let mut buf = uuid::Uuid::encode_buffer();
@@ -127,7 +133,8 @@ impl Live {
             redrive_count: 0,
         };
         let room = self.room.as_mut().expect("a live execution has its room");
-        Exec::start_in(room, &machine.program, bump, input, info, seed).input_text_len(self.start.input.0.len());
+        Exec::start_in(room, &machine.program, bump, input, info, seed)
+            .input_text_len(self.start.input.as_bytes().len());
         self.built = true;
         Ok(())
     }

@@ -66,6 +66,37 @@ fn start_latency_counts_from_the_request_time_the_caller_gives() {
 }
 
 #[test]
+fn one_input_parsed_once_serves_many_executions_after_the_caller_drops_it() {
+    let clock = Arc::new(ManualClock::fixed());
+    let t0 = clock.now();
+    let e = engine(&clock, 2, Registry::new());
+    // Reads the input after a Wait, when the caller's handle is long gone, and builds new
+    // data from it (the shared values are read, never written).
+    let m = register(
+        &e,
+        "WaitThenBuild",
+        r#"{"StartAt":"W","States":{
+          "W":{"Type":"Wait","Seconds":5,"Next":"P"},
+          "P":{"Type":"Pass","Parameters":{"who.$":"$.user.name","n.$":"States.ArrayLength($.items)"},
+               "ResultPath":"$.built","End":true}}}"#,
+        MachineType::Express,
+    );
+    let text = r#"{"user":{"name":"ada"},"items":[1,2.5,"three",{"four":[4]}],"esc":"a\"b\u00e9"}"#;
+    let shared = input(text);
+    let pending: Vec<_> = (0..200).map(|_| e.start_sync(&m, &shared, None)).collect();
+    drop(shared);
+    eventually("all 200 park on their Wait", || parked(&e) == 200);
+    clock.set(t0 + 5 * S);
+    let expected =
+        r#"{"user":{"name":"ada"},"items":[1,2.5,"three",{"four":[4]}],"esc":"a\"bé","built":{"who":"ada","n":4}}"#;
+    for p in pending {
+        let r = p.wait().unwrap();
+        assert_eq!((r.status, r.output.as_deref()), (Status::Succeeded, Some(expected)));
+    }
+    assert_eq!(e.metrics(&m).succeeded, 200);
+}
+
+#[test]
 fn idle_shards_publish_their_earliest_pending_timer() {
     let clock = Arc::new(ManualClock::fixed());
     let e = engine(&clock, 1, Registry::new());
