@@ -207,6 +207,10 @@ struct SweepArgs {
     /// Bisection steps between the last sustainable and first unsustainable rate.
     #[arg(long, default_value_t = 3)]
     bisect: u32,
+    /// Starts each point offers at least: at low rates a point runs longer than
+    /// --duration, so that one stall of the machine is not its p99.
+    #[arg(long, default_value_t = loadgen::sweep::MIN_POINT_STARTS)]
+    min_point_starts: f64,
     #[command(flatten)]
     load: LoadArgs,
     /// Write the chart to PREFIX.svg and PREFIX.png.
@@ -383,6 +387,7 @@ fn sweep(a: &SweepArgs) -> Result<ExitCode, String> {
         factor: a.factor,
         max_rate,
         bisect_steps: a.bisect,
+        min_point_starts: positive("--min-point-starts", a.min_point_starts)?,
         load,
         criteria: Criteria {
             rate_tolerance: 0.01,

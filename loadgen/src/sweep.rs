@@ -12,8 +12,9 @@
 //! throttled, every execution of the built-in scenario succeeds, and p99 start latency is
 //! under the bound; a point that is not is measured once more, and only a second miss
 //! counts (a neighbour's burst on a shared machine is enough to miss once). A point runs
-//! for the given duration or until `MIN_POINT_STARTS` starts, whichever is longer: at low
-//! rates a 2-s point holds so few starts that one stall of the machine is its p99. Each
+//! for the given duration or until it has offered `min_point_starts` starts (default
+//! `MIN_POINT_STARTS`), whichever is longer: at low rates a 2-s point holds so few starts
+//! that one stall of the machine is its p99. Each
 //! point registers fresh machines (its figures are its own) on one
 //! engine per shard count, after a short warm-up at the same rate.
 
@@ -26,9 +27,9 @@ use crate::target::{Embedded, EmbeddedConfig, Target};
 /// 5,000/s, which is the p99 of 10,000 starts but well inside that of 50,000.
 pub const MIN_POINT_STARTS: f64 = 50_000.0;
 
-/// How long a point at `rate` runs: `duration_s`, or longer to offer `MIN_POINT_STARTS`.
-pub fn point_duration(duration_s: f64, rate: f64) -> f64 {
-    duration_s.max(MIN_POINT_STARTS / rate)
+/// How long a point at `rate` runs: `duration_s`, or longer to offer `min_starts`.
+pub fn point_duration(duration_s: f64, rate: f64, min_starts: f64) -> f64 {
+    duration_s.max(min_starts / rate)
 }
 
 /// How to search.
@@ -39,6 +40,8 @@ pub struct SweepSpec {
     pub factor: f64,
     pub max_rate: f64,
     pub bisect_steps: u32,
+    /// Starts a point offers at least (its duration grows at low rates).
+    pub min_point_starts: f64,
     pub load: LoadSpec,
     pub criteria: Criteria,
     pub inbox_capacity: usize,
@@ -125,8 +128,11 @@ pub fn sweep_scenario(
                 index += 1;
                 let warm = target.prepare(&format!("w{index}"), scenario, index == 1)?;
                 let machines = target.prepare(&format!("p{index}"), scenario, false)?;
-                let load =
-                    LoadSpec { rate, duration_s: point_duration(spec.load.duration_s, rate), ..spec.load.clone() };
+                let load = LoadSpec {
+                    rate,
+                    duration_s: point_duration(spec.load.duration_s, rate, spec.min_point_starts),
+                    ..spec.load.clone()
+                };
                 let mut r: RunResult = run(&target, &machines, &warm, &scenario.weights(), &load, progress);
                 r.scenario = scenario.name.clone();
                 r.shards = shards;
@@ -247,6 +253,7 @@ mod tests {
             factor: 2.0,
             max_rate: 200_000.0,
             bisect_steps: 3,
+            min_point_starts: MIN_POINT_STARTS,
             load: LoadSpec {
                 rate: 0.0,
                 duration_s: 1.0,
@@ -297,8 +304,9 @@ mod tests {
 
     #[test]
     fn a_low_rate_point_runs_long_enough_to_offer_fifty_thousand_starts() {
-        assert_eq!(point_duration(2.0, 5_000.0), 10.0);
-        assert_eq!(point_duration(2.0, 25_000.0), 2.0);
-        assert_eq!(point_duration(2.0, 800_000.0), 2.0);
+        assert_eq!(point_duration(2.0, 5_000.0, MIN_POINT_STARTS), 10.0);
+        assert_eq!(point_duration(2.0, 25_000.0, MIN_POINT_STARTS), 2.0);
+        assert_eq!(point_duration(2.0, 800_000.0, MIN_POINT_STARTS), 2.0);
+        assert_eq!(point_duration(0.1, 1_000.0, 100.0), 0.1);
     }
 }

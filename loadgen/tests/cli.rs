@@ -167,6 +167,8 @@ fn sweep_writes_a_table_json_and_chart() {
         "1000",
         "--max-rate",
         "2000",
+        "--min-point-starts",
+        "100",
         "--duration",
         "0.1",
         "--warmup",
@@ -221,6 +223,7 @@ fn open_loop_commands_refuse_bad_arguments_and_definitions_with_exit_2() {
         (vec!["sweep", "--factor", "1"], "--factor must be a number > 1"),
         (vec!["sweep", "--from", "5000", "--max-rate", "1000"], "is above --max-rate"),
         (vec!["sweep", "--shards", "0"], "--shards must be between 1 and 1024"),
+        (vec!["sweep", "--min-point-starts", "0"], "--min-point-starts must be a number > 0"),
     ];
     for (args, message) in cases {
         let out = loadgen(&args);
