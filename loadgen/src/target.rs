@@ -7,9 +7,10 @@
 //! [`Target`] is the seam: the embedded engine ([`Embedded`], in this process, no server)
 //! implements it today; the HTTP API server and a multi-node cluster are meant to
 //! implement the same trait, so one tool drives all three. A target measures start latency
-//! from each start's *intended* send time (the driver passes how late the call is), to the
+//! from each start's *intended* send time (the driver passes that `Instant`) to the
 //! moment the execution begins on the target: for the embedded engine, when a shard takes
-//! it from its inbox, parses its input and enters its first state.
+//! it from its inbox, sets it up (reading the input's values, parsed once when the input
+//! was checked) and enters its first state.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;

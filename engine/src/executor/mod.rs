@@ -416,7 +416,6 @@ thread_local! {
 }
 
 /// Why an input was refused (AWS: `InvalidExecutionInput`).
-/// Why an input was refused (AWS: `InvalidExecutionInput`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
     #[error("InvalidExecutionInput: input is not valid JSON at byte {offset}: {message}")]
