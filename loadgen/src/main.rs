@@ -30,7 +30,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const START_LATENCY_HELP: &str = "Start latency is measured from each start's INTENDED send time (its slot in the \
 open-loop schedule, not when the sender got round to it: no coordinated omission) to the execution BEGINNING on \
 the target: for the embedded engine, a shard has taken it from its inbox, set it up in an arena (parsing its input \
-unless that was done when the input was checked) and entered its first state. It therefore includes the sender running late, time in the inbox, and waiting for a busy shard.";
+unless that was done when the input was checked) and entered its first state. It therefore includes the sender \
+running late, time in the inbox, and waiting for a busy shard.";
 
 #[derive(Parser)]
 #[command(
