@@ -41,6 +41,12 @@ use crate::vm::{AsyncCall, CallbackError, Exec, Outcome, Poll};
 /// Starts taken per turn before timers and parked executions get their share.
 const START_BATCH: usize = 64;
 
+/// Ended starts whose shared handles (the machine's and the input's `Arc`s) are released
+/// together: the thread that starts executions increments those reference counts once
+/// per start, so a release per execution moved their cache line between the two cores
+/// twice per start; a batch moves it once.
+const RETIRE_BATCH: usize = 64;
+
 /// What a shard with no execution keeps for the next burst: pooled arenas (at most this
 /// many, and this many bytes) and table slots (all of them, up to this many; a larger
 /// table is given back whole). A burst of a million parked executions leaves the shard
@@ -85,6 +91,9 @@ struct Shard {
     parked_bytes: usize,
     /// One log record being formatted (reused).
     log_line: Vec<u8>,
+    /// The machines and inputs of ended executions, released `RETIRE_BATCH` at a time and
+    /// before the shard parks.
+    retired: Vec<(super::StateMachine, super::Input)>,
     /// The generation new slots start at: above every generation handed out before the
     /// table was last given back, so late answers and timers never match a new execution.
     gen_floor: u32,
@@ -109,6 +118,7 @@ pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
         parked: 0,
         parked_bytes: 0,
         log_line: Vec::new(),
+        retired: Vec::with_capacity(RETIRE_BATCH),
         gen_floor: 0,
     };
     loop {
@@ -197,6 +207,7 @@ impl Shard {
                 self.trim_idle();
             }
             self.publish_gauges();
+            self.retired.clear();
             let mut wait = self.timers.next().map(|t| self.clock().real_wait(t));
             if let Some(deadline) = self.draining {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -493,17 +504,25 @@ impl Shard {
 
     /// Frees `slot` in place: the execution ends, its arena is handed back.
     fn release(&mut self, slot: u32) -> Box<Bump> {
-        let arena = {
-            let live = self.slots[slot as usize].live.as_mut().expect("releasing an occupied slot");
-            unroute(&self.inner, live);
-            if let Some(room) = live.take_room() {
-                self.exec_rooms.push(room);
-            }
-            live.take_arena()
-        };
-        self.slots[slot as usize].live = None;
+        let mut live = self.slots[slot as usize].live.take().expect("releasing an occupied slot");
+        unroute(&self.inner, &mut live);
+        if let Some(room) = live.take_room() {
+            self.exec_rooms.push(room);
+        }
+        let (arena, start) = live.into_parts();
         self.forget(slot);
+        self.retire(start);
         arena
+    }
+
+    /// Keeps an ended start's machine and input for a batched release (`RETIRE_BATCH`);
+    /// the rest of it goes now.
+    fn retire(&mut self, start: Start) {
+        let Start { machine, input, .. } = start;
+        if self.retired.len() == RETIRE_BATCH {
+            self.retired.clear();
+        }
+        self.retired.push((machine, input));
     }
 
     /// Takes the execution out of `slot` whole (re-runs and shutdown need its start).
