@@ -605,7 +605,8 @@ impl ReferencePath {
     /// the changed spine; an existing key keeps its position, a new key goes last; missing
     /// intervening objects are created. A node on the way that is not an object (or, for
     /// an index step, not an array long enough) raises `States.ResultPathMatchFailure`.
-    pub fn set<'a>(&self, bump: &'a Bump, target: Value<'a>, value: Value<'a>) -> Result<Value<'a>, EvalError> {
+    /// The path outlives the values (it is the program's), so new keys borrow its names.
+    pub fn set<'a>(&'a self, bump: &'a Bump, target: Value<'a>, value: Value<'a>) -> Result<Value<'a>, EvalError> {
         set_at(bump, target, &self.steps, value).ok_or_else(|| self.match_failure(target))
     }
 
@@ -618,7 +619,7 @@ impl ReferencePath {
     }
 }
 
-fn set_at<'a>(bump: &'a Bump, target: Value<'a>, steps: &[RefStep], value: Value<'a>) -> Option<Value<'a>> {
+fn set_at<'a>(bump: &'a Bump, target: Value<'a>, steps: &'a [RefStep], value: Value<'a>) -> Option<Value<'a>> {
     let Some((first, rest)) = steps.split_first() else {
         return Some(value);
     };
@@ -642,7 +643,7 @@ fn set_at<'a>(bump: &'a Bump, target: Value<'a>, steps: &[RefStep], value: Value
                     }
                     Some(Value::Object(out))
                 }
-                None => Some(value::with_member(bump, members, bump.alloc_str(name), new_child)),
+                None => Some(value::appended(bump, members, name, new_child)),
             }
         }
         (RefStep::Index(i), Value::Array(items)) => {

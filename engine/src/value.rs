@@ -346,21 +346,22 @@ impl<'a> Value<'a> {
         n
     }
 
+    /// Adds a cheap upper bound of the JSON length to `n`, stopping once `n` is past
+    /// `limit`. Scalars (most of a document's values) are counted in their container's
+    /// loop, without a call; the limit is checked after each container.
     fn add_json_bound(&self, n: &mut usize, limit: usize) {
-        if *n > limit {
-            return;
-        }
         match *self {
-            Value::Null | Value::Bool(_) => *n += 5,
-            Value::Int(_) => *n += 20,
-            Value::Float(_) => *n += 24,
-            Value::Str(s) => *n += 2 + 6 * s.len(),
             Value::Array(items) => {
                 *n += 2 + items.len();
                 for item in items {
-                    item.add_json_bound(n, limit);
-                    if *n > limit {
-                        return;
+                    match item.scalar_json_bound() {
+                        Some(b) => *n += b,
+                        None => {
+                            item.add_json_bound(n, limit);
+                            if *n > limit {
+                                return;
+                            }
+                        }
                     }
                 }
             }
@@ -368,12 +369,31 @@ impl<'a> Value<'a> {
                 *n += 2 + members.len();
                 for (k, v) in members {
                     *n += 3 + 6 * k.len();
-                    v.add_json_bound(n, limit);
-                    if *n > limit {
-                        return;
+                    match v.scalar_json_bound() {
+                        Some(b) => *n += b,
+                        None => {
+                            v.add_json_bound(n, limit);
+                            if *n > limit {
+                                return;
+                            }
+                        }
                     }
                 }
             }
+            _ => *n += self.scalar_json_bound().unwrap_or(0),
+        }
+    }
+
+    /// A bound of a scalar's JSON length (a string's escapes at most 6 bytes a byte);
+    /// `None` for arrays and objects.
+    #[inline(always)]
+    fn scalar_json_bound(&self) -> Option<usize> {
+        match *self {
+            Value::Null | Value::Bool(_) => Some(5),
+            Value::Int(_) => Some(20),
+            Value::Float(_) => Some(24),
+            Value::Str(s) => Some(2 + 6 * s.len()),
+            Value::Array(_) | Value::Object(_) => None,
         }
     }
 
@@ -453,11 +473,14 @@ pub fn with_member<'a>(bump: &'a Bump, members: &[Member<'a>], key: &'a str, val
         out[pos].1 = value;
         Value::Object(out)
     } else {
-        let out = bump.alloc_slice_fill_copy(members.len() + 1, ("", Value::Null));
-        out[..members.len()].copy_from_slice(members);
-        out[members.len()] = (key, value);
-        Value::Object(out)
+        appended(bump, members, key, value)
     }
+}
+
+/// `members` with `(key, value)` after them, in the arena; `key` must not be among them.
+pub fn appended<'a>(bump: &'a Bump, members: &[Member<'a>], key: &'a str, value: Value<'a>) -> Value<'a> {
+    let n = members.len();
+    Value::Object(bump.alloc_slice_fill_with(n + 1, |i| members.get(i).copied().unwrap_or((key, value))))
 }
 
 /// The arena an execution's values live in, as handed to task handlers: they build their

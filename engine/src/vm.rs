@@ -1133,7 +1133,13 @@ impl<'a> Exec<'a> {
     /// task result), without walking.
     fn known_bound(&self, f: u32, v: Value<'a>) -> Option<u32> {
         let fr = &self.frames[f as usize];
-        [fr.checked, fr.checked_res].into_iter().find(|c| c.bound != UNWALKED && same(&v, &c.value)).map(|c| c.bound)
+        if fr.checked.bound != UNWALKED && same(&v, &fr.checked.value) {
+            Some(fr.checked.bound)
+        } else if fr.checked_res.bound != UNWALKED && same(&v, &fr.checked_res.value) {
+            Some(fr.checked_res.bound)
+        } else {
+            None
+        }
     }
 
     /// `out` is `raw` with `res` placed at a reference path that adds at most `growth`

@@ -108,10 +108,9 @@ impl Live {
         };
         // Names and ARNs are written straight into the arena (no formatting machinery: this
         // runs once per start).
-        let mut buf = uuid::Uuid::encode_buffer();
         let name: &str = match &self.start.name {
             ExecName::Given(n) => bump.alloc_str(n),
-            ExecName::Generated(u) => bump.alloc_str(uuid::Uuid::from_u128(*u).hyphenated().encode_lower(&mut buf)),
+            ExecName::Generated(u) => bump.alloc_str(hyphenated(*u).as_str()),
         };
         let mut arn =
             bumpalo::collections::String::with_capacity_in(machine.exec_arn_prefix.len() + name.len() + 37, bump);
@@ -119,7 +118,7 @@ impl Live {
         arn.push_str(name);
         if machine.machine_type == MachineType::Express {
             arn.push(':');
-            arn.push_str(uuid::Uuid::from_u128(self.start.uuid).hyphenated().encode_lower(&mut buf));
+            arn.push_str(hyphenated(self.start.uuid).as_str());
         }
         let arn = arn.into_bump_str();
         self.execution_arn = arn;
@@ -214,6 +213,42 @@ impl Live {
     }
 }
 
+/// Two lowercase hex digits per byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [digits[i >> 4], digits[i & 15]];
+        i += 1;
+    }
+    t
+};
+
+/// A UUID's text: lowercase, hyphenated 8-4-4-4-12, as `uuid`'s `hyphenated()` writes
+/// it, with one table lookup per byte (every start formats two).
+struct Hyphenated([u8; 36]);
+
+fn hyphenated(u: u128) -> Hyphenated {
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in u.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
+        }
+        out[at..at + 2].copy_from_slice(&HEX_PAIRS[byte as usize]);
+        at += 2;
+    }
+    Hyphenated(out)
+}
+
+impl Hyphenated {
+    fn as_str(&self) -> &str {
+        // Safety: every byte is an ASCII hex digit or a hyphen.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+}
+
 impl Drop for Live {
     fn drop(&mut self) {
         // Safety: the execution (which borrows the arena and the machine) goes first; the
@@ -223,6 +258,23 @@ impl Drop for Live {
         self.teardown();
         if let Some(arena) = self.arena {
             unsafe { drop(Box::from_raw(arena.as_ptr())) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hyphenated;
+
+    #[test]
+    fn hyphenated_matches_the_uuid_crate() {
+        let mut x = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210u128;
+        for u in [0, u128::MAX, 1, 1 << 127, x] {
+            assert_eq!(hyphenated(u).as_str(), uuid::Uuid::from_u128(u).hyphenated().to_string());
+        }
+        for _ in 0..1000 {
+            x = x.wrapping_mul(0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15).wrapping_add(0x9e37);
+            assert_eq!(hyphenated(x).as_str(), uuid::Uuid::from_u128(x).hyphenated().to_string());
         }
     }
 }
