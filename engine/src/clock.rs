@@ -10,7 +10,9 @@
 //! wait elapse, so timestamps and deadlines stay consistent).
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+#[cfg(not(unix))]
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const NANOS_PER_SEC: i64 = 1_000_000_000;
 
@@ -31,6 +33,20 @@ pub trait Clock: Send + Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
+#[cfg(unix)]
+pub fn system_now() -> i64 {
+    // One vDSO call and a multiply: `SystemTime::duration_since` added a checked
+    // subtraction of two timespecs and 128-bit arithmetic to each of the two or three
+    // readings an execution takes (about 1% of a rider-photo execution's instructions).
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // Safety: `ts` is a valid, writable timespec and CLOCK_REALTIME always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    // time_t and c_long are 32 bits wide on some unix targets.
+    #[allow(clippy::unnecessary_cast)]
+    (ts.tv_sec as i64).saturating_mul(NANOS_PER_SEC).saturating_add(ts.tv_nsec as i64).max(0)
+}
+
+#[cfg(not(unix))]
 pub fn system_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
@@ -168,6 +184,13 @@ impl Clock for ScaledClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_now_is_the_system_time_in_unix_nanoseconds() {
+        let std_now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+        let (before, now, after) = (std_now(), system_now(), std_now());
+        assert!(before <= now && now <= after, "{before} <= {now} <= {after}");
+    }
 
     #[test]
     fn manual_clock_only_moves_when_told() {
