@@ -502,7 +502,8 @@ impl Shard {
         slot
     }
 
-    /// Frees `slot` in place: the execution ends, its arena is handed back.
+    /// Frees `slot`: the execution ends, its arena is handed back (not yet reset) and its
+    /// start is retired.
     fn release(&mut self, slot: u32) -> Box<Bump> {
         let mut live = self.slots[slot as usize].live.take().expect("releasing an occupied slot");
         unroute(&self.inner, &mut live);
