@@ -348,20 +348,14 @@ impl<'a> Value<'a> {
 
     /// Adds a cheap upper bound of the JSON length to `n`, stopping once `n` is past
     /// `limit`. Scalars (most of a document's values) are counted in their container's
-    /// loop, without a call; the limit is checked after each container.
+    /// loop, without a call; the limit is checked after each child.
     fn add_json_bound(&self, n: &mut usize, limit: usize) {
         match *self {
             Value::Array(items) => {
                 *n += 2 + items.len();
                 for item in items {
-                    match item.scalar_json_bound() {
-                        Some(b) => *n += b,
-                        None => {
-                            item.add_json_bound(n, limit);
-                            if *n > limit {
-                                return;
-                            }
-                        }
+                    if !item.add_child_bound(n, limit) {
+                        return;
                     }
                 }
             }
@@ -369,19 +363,24 @@ impl<'a> Value<'a> {
                 *n += 2 + members.len();
                 for (k, v) in members {
                     *n += 3 + 6 * k.len();
-                    match v.scalar_json_bound() {
-                        Some(b) => *n += b,
-                        None => {
-                            v.add_json_bound(n, limit);
-                            if *n > limit {
-                                return;
-                            }
-                        }
+                    if !v.add_child_bound(n, limit) {
+                        return;
                     }
                 }
             }
             _ => *n += self.scalar_json_bound().unwrap_or(0),
         }
+    }
+
+    /// A container's child: a scalar's bound added inline, a container walked; false
+    /// once `n` is past `limit`.
+    #[inline(always)]
+    fn add_child_bound(&self, n: &mut usize, limit: usize) -> bool {
+        match self.scalar_json_bound() {
+            Some(b) => *n += b,
+            None => self.add_json_bound(n, limit),
+        }
+        *n <= limit
     }
 
     /// A bound of a scalar's JSON length (a string's escapes at most 6 bytes a byte);
