@@ -98,7 +98,8 @@ impl Live {
         // owned by `self.start.machine` (an `Arc` that `Live` holds for the same span).
         // Nothing else holds a mutable reference to the arena while the execution lives.
         let bump: &'static Bump = unsafe { self.arena.expect("a live execution has its arena").as_ref() };
-        let machine: &'static super::MachineEntry = unsafe { &*(&*self.start.machine.0 as *const _) };
+        let machine: &'static super::MachineEntry =
+            unsafe { &*(&**self.start.machine.0 as *const super::MachineEntry) };
         let input = match self.start.input.parsed() {
             // Safety: the values live in the input's own frozen arena, owned through an
             // `Arc` by `self.start.input`, which `Live` holds until after the execution is

@@ -235,7 +235,7 @@ impl EngineBuilder {
         let engine_ref = Arc::new(OnceLock::new());
         let inner = Arc::new(Inner {
             shards: OnceLock::new(),
-            next: AtomicUsize::new(0),
+            next: CachePadded::new(AtomicUsize::new(0)),
             accepting: AtomicBool::new(true),
             clock: self.clock,
             handlers: self.handlers,
@@ -336,8 +336,12 @@ pub enum RegisterError {
 }
 
 /// A registered state machine. Cheap to clone; starting it needs no lookup.
+///
+/// The entry is cache-padded, as is [`Input`]'s data: every start bumps the `Arc`'s count
+/// on the starting thread's core, and a shard reading a field on that count's cache line
+/// would pull the line across cores (and the next start push it back) once per execution.
 #[derive(Clone)]
-pub struct StateMachine(Arc<MachineEntry>);
+pub struct StateMachine(Arc<CachePadded<MachineEntry>>);
 
 pub(crate) struct MachineEntry {
     name: String,
@@ -386,7 +390,7 @@ impl fmt::Debug for StateMachine {
 /// input can start any number of executions without copying or parsing again (the load
 /// generator does this; so does a caller that starts many executions with one input).
 #[derive(Clone)]
-pub struct Input(Arc<InputData>);
+pub struct Input(Arc<CachePadded<InputData>>);
 
 struct InputData {
     text: Bytes,
@@ -442,12 +446,12 @@ impl Input {
             let bump = Bump::with_capacity(text.len() * 3 + 64);
             ParsedInput::try_new(FrozenBump(bump), |frozen| parser.parse(&frozen.0, &text)).ok()
         });
-        Ok(Input(Arc::new(InputData { text, parsed })))
+        Ok(Input(Arc::new(CachePadded::new(InputData { text, parsed }))))
     }
 
     /// Input read back from where it was checked before (a store); parsed when it begins.
     fn stored(text: Bytes) -> Input {
-        Input(Arc::new(InputData { text, parsed: None }))
+        Input(Arc::new(CachePadded::new(InputData { text, parsed: None })))
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -827,7 +831,9 @@ impl Tokio {
 
 pub(crate) struct Inner {
     shards: OnceLock<Vec<ShardQueues>>,
-    next: AtomicUsize,
+    /// The start sequence, bumped by every start on the caller's thread: on a line of its
+    /// own, away from the fields the shards read.
+    next: CachePadded<AtomicUsize>,
     accepting: AtomicBool,
     clock: Arc<dyn Clock>,
     handlers: Registry,
@@ -944,7 +950,7 @@ impl Engine {
         if machines.iter().any(|m| m.0.name == spec.name) {
             return Err(RegisterError::AlreadyExists(spec.name.to_owned()));
         }
-        let m = StateMachine(Arc::new(entry));
+        let m = StateMachine(Arc::new(CachePadded::new(entry)));
         machines.push(m.clone());
         drop(machines);
         if durable {
