@@ -931,7 +931,7 @@ impl<'a> Exec<'a> {
                     fr.retries.clear();
                     fr.retries.resize((info.retriers.end - info.retriers.start) as usize, 0);
                     fr.task_token = None;
-                    if info.task.is_some() {
+                    if info.task.is_some_and(|t| prog.tasks[t as usize].callback) {
                         self.new_task_token(f);
                     }
                     fr_next(&mut self.frames[fi]);
@@ -1309,7 +1309,7 @@ impl<'a> Exec<'a> {
                         delay *= u;
                     }
                     fr.pc = info.retry_pc;
-                    if info.task.is_some() {
+                    if info.task.is_some_and(|t| prog.tasks[t as usize].callback) {
                         self.new_task_token(f);
                     }
                     let delay_nanos = (delay * NANOS_PER_SEC as f64) as i64;
@@ -1576,21 +1576,21 @@ impl<'a> Exec<'a> {
     // ------------------------------------------------------------------------------------
     // States
 
-    /// A callback task gets a fresh token on entry and on every retry.
+    /// A callback task gets a fresh token on entry and on every retry (the callers check
+    /// that the state's task is one, so the other tasks do not pay for a call).
+    #[cold]
     fn new_task_token(&mut self, f: u32) {
-        if self.current_task(f).is_some_and(|t| t.callback) {
-            let mut bytes = [0u8; 48];
-            for chunk in bytes.chunks_mut(8) {
-                chunk.copy_from_slice(&splitmix64(&self.rng).to_le_bytes());
-            }
-            use base64::Engine as _;
-            let mut text = [0u8; 64];
-            let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode_slice(bytes, &mut text)
-                .expect("48 bytes encode to 64 characters");
-            let token = std::str::from_utf8(&text[..n]).expect("base64 is ASCII");
-            self.frames[f as usize].task_token = Some(self.bump.alloc_str(token));
+        let mut bytes = [0u8; 48];
+        for chunk in bytes.chunks_mut(8) {
+            chunk.copy_from_slice(&splitmix64(&self.rng).to_le_bytes());
         }
+        use base64::Engine as _;
+        let mut text = [0u8; 64];
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut text)
+            .expect("48 bytes encode to 64 characters");
+        let token = std::str::from_utf8(&text[..n]).expect("base64 is ASCII");
+        self.frames[f as usize].task_token = Some(self.bump.alloc_str(token));
     }
 
     fn seconds(&self, f: u32, spec: SecondsSpec, field: &str) -> Result<i64, Failure<'a>> {
