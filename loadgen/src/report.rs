@@ -134,6 +134,8 @@ pub fn to_json(kind: &str, r: &RunResult, c: &Criteria, v: &Verdict) -> Json {
         "aborted": r.figures.aborted,
         "transitions": r.figures.transitions,
         "send_window_s": (r.send_window_s * 1e6).round() / 1e6,
+        "send_interval_us": r.send_interval_us,
+        "sender_wakeups": r.sender_wakeups,
         "sender_late_us": {"p99": round1(r.late_ns.value_at_quantile(0.99) as f64 / 1e3), "max": round1(r.late_ns.max() as f64 / 1e3)},
         "drain_s": (r.drain_s * 1e3).round() / 1e3,
         "cpu_cores": r.cpu_seconds.map(|c| (c / r.wall_s * 1000.0).round() / 1000.0),
@@ -268,6 +270,8 @@ mod tests {
             refused: 0,
             first_refusal: None,
             send_window_s,
+            send_interval_us: 100,
+            sender_wakeups: 1_000,
             late_ns: histogram(),
             figures: Figures {
                 begun: accepted,

@@ -8,8 +8,11 @@
 //! and then sends every start that is due, each with its intended time; it never waits for an
 //! execution to finish, so a slow target shows up as start latency and backlog, not as a
 //! lower offered rate. The thread sleeps rather than spins: on a 2-core machine the
-//! shards need the cores, so starts go out in small bursts at the OS's timer granularity
-//! (about 50–100 µs on Linux), and that lateness is in the start latency, honestly. The
+//! shards need the cores, so starts go out in bursts, at most one wake-up per
+//! `send_interval` (default 100 µs) plus the OS's timer lateness (about 50 µs on Linux),
+//! and that lateness is in the start latency, honestly. Each wake-up of the sender takes
+//! a core from a shard (two context switches and a colder cache for it), so fewer,
+//! larger bursts leave the target more of the machine. The
 //! calling thread reports progress meanwhile. After the last start, the run waits (up to
 //! the drain deadline) for every accepted start to reach a final status.
 
@@ -38,6 +41,9 @@ pub struct LoadSpec {
     pub drain: Duration,
     /// The sender thread's timer slack, nanoseconds (0: the kernel's default).
     pub sender_timer_slack_ns: u64,
+    /// The least time between two of the sender's wake-ups: what is due by then goes out
+    /// in one burst, each start still counted from its own intended time.
+    pub send_interval: Duration,
 }
 
 /// Everything a run measured.
@@ -59,6 +65,10 @@ pub struct RunResult {
     pub first_refusal: Option<String>,
     /// From the origin to the last start actually sent, seconds.
     pub send_window_s: f64,
+    /// The least time between the sender's wake-ups ([`LoadSpec::send_interval`]), µs.
+    pub send_interval_us: u64,
+    /// Times the sender slept and woke during the measured load.
+    pub sender_wakeups: u64,
     /// How late the sender was for each start (actual − intended, the actual time read
     /// every `READ_CLOCK_EVERY` starts of a burst), nanoseconds.
     pub late_ns: Histogram<u64>,
@@ -139,6 +149,8 @@ struct Sent {
     first_refusal: Option<String>,
     late_ns: Histogram<u64>,
     last_sent: Duration,
+    /// Times the sender slept and woke.
+    wakeups: u64,
     /// The sender thread's CPU time, seconds.
     cpu_seconds: Option<f64>,
 }
@@ -185,6 +197,8 @@ pub fn run<T: Target>(
         refused: sent.refused,
         first_refusal: sent.first_refusal,
         send_window_s: sent.last_sent.as_secs_f64(),
+        send_interval_us: spec.send_interval.as_micros() as u64,
+        sender_wakeups: sent.wakeups,
         late_ns: sent.late_ns,
         figures: target.figures(machines),
         drain_s,
@@ -215,7 +229,7 @@ fn phase<T: Target>(
                 if spec.sender_timer_slack_ns > 0 && !sys::set_timer_slack_ns(spec.sender_timer_slack_ns) {
                     eprintln!("loadgen: the kernel refused the sender's timer slack; it keeps the default");
                 }
-                send(target, machines, weights, schedule, origin, &shared)
+                send(target, machines, weights, schedule, origin, spec.send_interval, &shared)
             })
             .expect("the OS starts the sender thread");
         let mut last = (Instant::now(), 0u64);
@@ -253,6 +267,7 @@ fn send<T: Target>(
     weights: &[u32],
     mut schedule: Schedule,
     origin: Instant,
+    send_interval: Duration,
     shared: &Shared,
 ) -> Sent {
     let cpu0 = sys::thread_cpu_seconds();
@@ -264,9 +279,11 @@ fn send<T: Target>(
         first_refusal: None,
         late_ns: histogram(),
         last_sent: Duration::ZERO,
+        wakeups: 0,
         cpu_seconds: None,
     };
     let mut now = Instant::now();
+    let mut woke = now;
     let mut since_read = 0u32;
     while let Some(at) = schedule.next_at() {
         let due = origin + Duration::from_nanos(at);
@@ -277,9 +294,14 @@ fn send<T: Target>(
             now = Instant::now();
             since_read = 0;
             if due > now {
-                std::thread::sleep(due - now);
+                // No sooner than `send_interval` after the last wake-up: everything due by
+                // then goes out in this burst.
+                let wake = due.max(woke + send_interval);
+                std::thread::sleep(wake - now);
                 now = Instant::now();
+                woke = now;
                 slept = true;
+                out.wakeups += 1;
             }
         }
         let late = now.saturating_duration_since(due);

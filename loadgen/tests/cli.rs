@@ -124,6 +124,42 @@ fn check_rate_json_has_the_documented_shape_and_counts_every_start() {
 }
 
 #[test]
+fn the_sender_wakes_at_most_once_per_send_interval() {
+    // 4,000 starts in 0.2 s (one every 50 µs). A sleep never ends early, so with a 20-ms
+    // interval the sender cannot wake more than 0.2 / 0.02 + 1 times; with no interval it
+    // sleeps before nearly every start (a machine that stalled the sender for most of the
+    // run could make it fewer than that bound, nothing could make it more).
+    let wakeups = |interval_us: &str| {
+        let out = loadgen(&[
+            "check-rate",
+            "--scenario",
+            "pass4",
+            "--rate",
+            "20000",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "--shards",
+            "1",
+            "--send-interval-us",
+            interval_us,
+            "--progress",
+            "quiet",
+            "--json",
+        ]);
+        let j = json_of(&out);
+        assert_eq!(j["accepted"], 4000, "{j}");
+        assert_eq!(j["send_interval_us"].as_u64(), interval_us.parse().ok(), "{j}");
+        j["sender_wakeups"].as_u64().expect("sender_wakeups")
+    };
+    let bounded = wakeups("20000");
+    assert!(bounded <= 11, "{bounded} wake-ups in 0.2 s with a 20-ms interval");
+    let unbounded = wakeups("0");
+    assert!(unbounded > 11, "{unbounded} wake-ups with no interval");
+}
+
+#[test]
 fn check_rate_summary_defines_start_latency() {
     let out = loadgen(&["check-rate", "--scenario", "pass4", "--rate", "1000", "--duration", "0.1", "--warmup", "0"]);
     let text = String::from_utf8_lossy(&out.stdout);
