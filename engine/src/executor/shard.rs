@@ -94,6 +94,14 @@ struct Shard {
     /// The machines and inputs of ended executions, released `RETIRE_BATCH` at a time and
     /// before the shard parks.
     retired: Vec<(super::StateMachine, super::Input)>,
+    /// Set while `take_starts` begins starts one after another.
+    taking: bool,
+    /// An execution that finished while `taking`: it is finished (recorded and released)
+    /// at the clock reading the next start begins with, or when `take_starts` ends, so a
+    /// shard reads the clock once between two executions instead of twice. Its stop time is
+    /// then later than its end by the next start's pop, never earlier; the next start's
+    /// latency is exact.
+    ended: Option<u32>,
     /// The generation new slots start at: above every generation handed out before the
     /// table was last given back, so late answers and timers never match a new execution.
     gen_floor: u32,
@@ -119,6 +127,8 @@ pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
         parked_bytes: 0,
         log_line: Vec::new(),
         retired: Vec::with_capacity(RETIRE_BATCH),
+        taking: false,
+        ended: None,
         gen_floor: 0,
     };
     loop {
@@ -241,6 +251,7 @@ impl Shard {
     fn take_starts(&mut self, inner: &Inner) {
         let shards = inner.shards();
         let mut n = START_BATCH;
+        self.taking = true;
         for i in 0..shards.len() {
             let inbox = &shards[(self.index + i) % shards.len()].starts;
             while n > 0 {
@@ -248,6 +259,11 @@ impl Shard {
                 self.begin(s);
                 n -= 1;
             }
+        }
+        self.taking = false;
+        if let Some(slot) = self.ended.take() {
+            let now = self.clock().now();
+            self.finish(slot, now);
         }
     }
 
@@ -311,6 +327,10 @@ impl Shard {
         }
         let (max_nanos, level) = (machine.max_nanos, machine.logging.level);
         let now = self.clock().now();
+        if let Some(ended) = self.ended.take() {
+            // Its arena goes back to the pool before this start takes one.
+            self.finish(ended, now);
+        }
         let arena = self.pool.take(stats.arena_need.get() as usize);
         let cap = start.accepted_at.saturating_add(max_nanos);
         let seed = start.uuid as u64 ^ (start.uuid >> 64) as u64 ^ start.reruns as u64;
@@ -581,6 +601,7 @@ impl Shard {
         let clock: &dyn Clock = &*inner.clock;
         match polled {
             Err(payload) => self.panicked(slot, &panic_message(&*payload)),
+            Ok(Poll::Finished) if self.taking && self.ended.is_none() => self.ended = Some(slot),
             Ok(Poll::Finished) => {
                 let now = clock.now();
                 self.finish(slot, now)
@@ -1019,6 +1040,15 @@ impl Shard {
     /// counting up, so answers for the torn-down executions are ignored when they come.
     fn recover(&mut self, message: &str) {
         let message = format!("shard {} panicked: {message}", self.index);
+        self.taking = false;
+        if let Some(slot) = self.ended.take() {
+            // It ran to its end: record that rather than run it again.
+            let now = self.clock().now();
+            let finished = catch_unwind(AssertUnwindSafe(|| self.finish(slot, now)));
+            if finished.is_err() {
+                eprintln!("sfn: shard {}: finishing an ended execution panicked during recovery", self.index);
+            }
+        }
         self.ready.clear();
         self.timers.clear();
         self.free.clear();
