@@ -311,6 +311,13 @@ fn a_resumed_parent_finds_the_standard_child_it_started_instead_of_starting_anot
     let p = register(&e1, "Parent", parent, MachineType::Standard);
     let arn = e1.start(&p, &input("{}"), Some("p")).unwrap().arn();
     eventually("the child's token", || calls.tokens.lock().unwrap().len() == 1);
+    // The token is routed in the store with the commit that journals the handler's answer;
+    // abandoning before that would leave the call unanswered, and a resumed child calls
+    // it again (at least once), handing out a second token.
+    eventually("the child's token is routed in the store", || {
+        let t = calls.tokens.lock().unwrap()[0].clone();
+        store.token(&t).unwrap().is_some()
+    });
     e1.shutdown(Shutdown::Abandon);
     drop(e1);
 
