@@ -189,6 +189,7 @@ mod tests {
             p50_us: p99 / 3.0,
             p99_us: p99,
             cpu_cores: Some(rate / 1e6),
+            steal_cores: Some(0.0),
             sustainable: ok,
             why_not: vec![],
         };

@@ -414,13 +414,14 @@ fn sweep(a: &SweepArgs) -> Result<ExitCode, String> {
         let scenario = scenario::built_in(name)?;
         let series = sweep_scenario(&scenario, &spec, progress.as_mut(), |p| {
             eprintln!(
-                "loadgen: sweep {} shards={} rate {:>9}/s: p50 {} p99 {} cpu {} {}",
+                "loadgen: sweep {} shards={} rate {:>9}/s: p50 {} p99 {} cpu {} steal {} {}",
                 p.scenario,
                 p.shards,
                 report::thousands(p.rate as u64),
                 report::us(p.p50_us),
                 report::us(p.p99_us),
                 p.cpu_cores.map_or("?".into(), |c| format!("{c:.2} cores")),
+                p.steal_cores.map_or("?".into(), |c| format!("{c:.2}")),
                 if p.sustainable { "ok".to_owned() } else { format!("NOT SUSTAINABLE: {}", p.why_not.join("; ")) }
             );
         })?;

@@ -97,7 +97,7 @@ pub fn to_json(kind: &str, r: &RunResult, c: &Criteria, v: &Verdict) -> Json {
     let sl = |q| round1(r.start_latency_us(q));
     let du = |q| round1(r.duration_us(q));
     let machine = provenance::machine();
-    json!({
+    let mut j = json!({
         "check": kind,
         "target_rate": r.target_rate,
         "achieved_start_rate": r.achieved_start_rate().round(),
@@ -144,7 +144,10 @@ pub fn to_json(kind: &str, r: &RunResult, c: &Criteria, v: &Verdict) -> Json {
         "machine": {"cores": machine.cores, "cpu": machine.cpu},
         "loadavg_1m": provenance::load_average(),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
-    })
+    });
+    // Outside the literal: one more key there passes serde_json's macro recursion limit.
+    j["steal_seconds"] = json!(r.steal_seconds.map(|c| (c * 100.0).round() / 100.0));
+    j
 }
 
 /// The human summary.
@@ -203,6 +206,9 @@ pub fn to_text(kind: &str, r: &RunResult, c: &Criteria, v: &Verdict) -> String {
             s += &format!("; the sender {sender:.2} s");
         }
         s += ")";
+        if let Some(steal) = r.steal_seconds.filter(|&x| x > 0.0) {
+            s += &format!(", {steal:.2} s stolen from the machine by its hypervisor");
+        }
         if let Some(p) = r.peak_rss_bytes {
             s += &format!(", peak RSS {:.1} MiB", p as f64 / (1 << 20) as f64);
         }
@@ -288,6 +294,7 @@ mod tests {
             wall_s: 1.01,
             cpu_seconds: Some(0.5),
             sender_cpu_seconds: Some(0.1),
+            steal_seconds: Some(0.0),
             peak_rss_bytes: Some(50 << 20),
         }
     }
@@ -348,6 +355,7 @@ mod tests {
             "rerun",
             "cpu_seconds",
             "sender_cpu_seconds",
+            "steal_seconds",
             "peak_rss_bytes",
             "verdict",
             "date",

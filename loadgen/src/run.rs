@@ -83,6 +83,9 @@ pub struct RunResult {
     /// The sender thread's share of it (its sleeps and wake-ups, and each start's call
     /// into the target), seconds.
     pub sender_cpu_seconds: Option<f64>,
+    /// CPU time the hypervisor took from this machine's vCPUs over `wall_s` (all of
+    /// them, not only this process's), seconds: see [`sys::machine_steal_seconds`].
+    pub steal_seconds: Option<f64>,
     pub peak_rss_bytes: Option<u64>,
 }
 
@@ -171,12 +174,14 @@ pub fn run<T: Target>(
         drain(target, warmup, sent.accepted, spec.drain, "warm-up drain", progress);
     }
     let cpu0 = sys::process_cpu_seconds();
+    let steal0 = sys::machine_steal_seconds();
     let (sent, origin) = phase(target, machines, weights, spec, "load", progress);
     let drained_from = Instant::now();
     drain(target, machines, sent.accepted, spec.drain, "drain", progress);
     let drain_s = drained_from.elapsed().as_secs_f64();
     let wall_s = origin.elapsed().as_secs_f64();
     let cpu_seconds = cpu0.zip(sys::process_cpu_seconds()).map(|(a, b)| b - a);
+    let steal_seconds = steal0.zip(sys::machine_steal_seconds()).map(|(a, b)| b - a);
     progress.done();
     let offered = Schedule::new(spec.arrivals, spec.rate, spec.duration_s, spec.seed).total();
     RunResult {
@@ -205,6 +210,7 @@ pub fn run<T: Target>(
         wall_s,
         cpu_seconds,
         sender_cpu_seconds: sent.cpu_seconds,
+        steal_seconds,
         peak_rss_bytes: sys::peak_rss_bytes(),
     }
 }

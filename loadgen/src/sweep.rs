@@ -58,6 +58,8 @@ pub struct Point {
     pub p99_us: f64,
     /// CPU time per second of wall time over the point (cores busy, whole process).
     pub cpu_cores: Option<f64>,
+    /// CPU time the hypervisor took from the machine per second of the point.
+    pub steal_cores: Option<f64>,
     pub sustainable: bool,
     pub why_not: Vec<String>,
 }
@@ -145,6 +147,7 @@ pub fn sweep_scenario(
                     p50_us: r.start_latency_us(0.5),
                     p99_us: r.start_latency_us(0.99),
                     cpu_cores: r.cpu_seconds.map(|c| c / r.wall_s),
+                    steal_cores: r.steal_seconds.map(|c| c / r.wall_s),
                     sustainable: v.pass(),
                     why_not: v.failures,
                 };
@@ -229,6 +232,7 @@ pub fn to_json(series: &[Series], spec: &SweepSpec) -> serde_json::Value {
                 "p50_us": r1(p.p50_us),
                 "p99_us": r1(p.p99_us),
                 "cpu_cores": p.cpu_cores.map(|c| (c * 1000.0).round() / 1000.0),
+                "steal_cores": p.steal_cores.map(|c| (c * 1000.0).round() / 1000.0),
                 "sustainable": p.sustainable,
                 "why_not": p.why_not,
             })).collect::<Vec<_>>(),
