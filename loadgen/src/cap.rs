@@ -138,6 +138,8 @@ pub struct CapResult {
     pub start_seconds: f64,
     pub wall_seconds: f64,
     pub cpu_seconds: Option<f64>,
+    /// CPU time the hypervisor took from the machine meanwhile ([`sys::machine_steal_seconds`]).
+    pub steal_seconds: Option<f64>,
     pub peak_rss_bytes: Option<u64>,
     pub rss_before: Option<u64>,
     pub rss_parked_peak: Option<u64>,
@@ -162,6 +164,9 @@ struct Group {
     definition: String,
     handlers: Registry,
     expect: Expect,
+    /// Sleeps on the check's clock each execution's handlers start (the check waits for
+    /// them to be registered before it moves the clock).
+    sleeps: u64,
 }
 
 fn population(timers: &Arc<Timers>) -> Vec<Group> {
@@ -193,28 +198,49 @@ fn population(timers: &Arc<Timers>) -> Vec<Group> {
         format!(r#"{{"StartAt":"Hold","States":{{"Hold":{{"Type":"Wait","Seconds":{secs},"End":true}}}}}}"#)
     };
     vec![
-        Group { name: "wait-400s", definition: wait(400), handlers: Registry::new(), expect: Expect::CapAt(CAP_S) },
-        Group { name: "slow-handler", definition: task("slow"), handlers: slow, expect: Expect::CapAt(CAP_S) },
+        Group { name: "wait-400s", definition: wait(400), handlers: Registry::new(), expect: Expect::CapAt(CAP_S), sleeps: 0 },
+        Group {
+            name: "slow-handler",
+            definition: task("slow"),
+            handlers: slow,
+            expect: Expect::CapAt(CAP_S),
+            sleeps: 1,
+        },
         Group {
             name: "retry-loop",
             definition: r#"{"StartAt":"Call","States":{"Call":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:flaky","Retry":[{"ErrorEquals":["States.ALL"],"IntervalSeconds":10,"MaxAttempts":99,"BackoffRate":1.0}],"End":true}}}"#.into(),
             handlers: failing,
             expect: Expect::CapAt(CAP_S),
+            sleeps: 0,
         },
         Group {
             name: "wait-loop",
             definition: r#"{"StartAt":"Tick","States":{"Tick":{"Type":"Wait","Seconds":1,"Next":"Again"},"Again":{"Type":"Choice","Choices":[{"Variable":"$.stop","IsPresent":true,"Next":"Done"}],"Default":"Tick"},"Done":{"Type":"Succeed"}}}"#.into(),
             handlers: Registry::new(),
             expect: Expect::CapAt(CAP_S),
+            sleeps: 0,
         },
         Group {
             name: "timeout-60s",
             definition: r#"{"TimeoutSeconds":60,"StartAt":"Hold","States":{"Hold":{"Type":"Wait","Seconds":120,"End":true}}}"#.into(),
             handlers: Registry::new(),
             expect: Expect::TimeoutFrom(60),
+            sleeps: 0,
         },
-        Group { name: "wait-100s", definition: wait(100), handlers: Registry::new(), expect: Expect::SucceedFrom(100) },
-        Group { name: "handler-50s", definition: task("answers"), handlers: answers, expect: Expect::SucceedFrom(50) },
+        Group {
+            name: "wait-100s",
+            definition: wait(100),
+            handlers: Registry::new(),
+            expect: Expect::SucceedFrom(100),
+            sleeps: 0,
+        },
+        Group {
+            name: "handler-50s",
+            definition: task("answers"),
+            handlers: answers,
+            expect: Expect::SucceedFrom(50),
+            sleeps: 1,
+        },
     ]
 }
 
@@ -255,6 +281,7 @@ pub fn run(spec: &CapSpec, mut say: impl FnMut(&str)) -> Result<CapResult, Strin
     let mut throttled = 0;
     let wall0 = Instant::now();
     let cpu0 = sys::process_cpu_seconds();
+    let steal0 = sys::machine_steal_seconds();
     let rss_before = sys::rss_bytes();
     let mut rss_parked_peak = rss_before;
     let mut rss_after_waves = Vec::new();
@@ -277,6 +304,11 @@ pub fn run(spec: &CapSpec, mut say: impl FnMut(&str)) -> Result<CapResult, Strin
         let expected_begun: u64 = spec.per_group * machines.len() as u64 * u64::from(wave);
         wait_until(Duration::from_secs(60), || target.figures(&all(&machines)).begun >= expected_begun)
             .map_err(|_| "the engine did not begin every execution within 60 s".to_owned())?;
+        // A parked execution's handler runs on tokio: its sleep starts (and so its instant
+        // is set) when the handler is first called, which may be after the shard parked.
+        let sleeps: u64 = groups.iter().map(|g| g.sleeps * spec.per_group).sum::<u64>() * u64::from(wave);
+        wait_until(Duration::from_secs(60), || timers.created() >= sleeps)
+            .map_err(|_| "the handlers did not start their sleeps within 60 s".to_owned())?;
         stepper.quiesce()?;
         let ended_before: Vec<u64> = machines.iter().map(|m| engine.ended(m)).collect();
 
@@ -290,8 +322,14 @@ pub fn run(spec: &CapSpec, mut say: impl FnMut(&str)) -> Result<CapResult, Strin
                 // Woken handlers answer through tokio and the shards' control queues.
                 wait_until(Duration::from_secs(30), || timers.answered() >= timers.woken())
                     .map_err(|_| "handlers woken on the virtual clock did not answer within 30 s".to_owned())?;
-                // Their answers reach the shards through tokio and the control queues.
-                std::thread::sleep(Duration::from_millis(10));
+                // Their answers reach the shards through tokio and the control queues; the
+                // shards publish how many they have handled (each resolved sleep is one
+                // handler's answer).
+                let answered = timers.answered();
+                wait_until(Duration::from_secs(30), || {
+                    engine.gauges().iter().map(|g| g.answers).sum::<u64>() >= answered
+                })
+                .map_err(|_| "the shards did not receive the handlers' answers within 30 s".to_owned())?;
             }
             stepper.quiesce()?;
             if second % 60 == 0 {
@@ -403,6 +441,7 @@ pub fn run(spec: &CapSpec, mut say: impl FnMut(&str)) -> Result<CapResult, Strin
         start_seconds,
         wall_seconds: wall0.elapsed().as_secs_f64(),
         cpu_seconds,
+        steal_seconds: steal0.zip(sys::machine_steal_seconds()).map(|(a, b)| b - a),
         peak_rss_bytes: sys::peak_rss_bytes(),
         rss_before,
         rss_parked_peak,
@@ -545,6 +584,11 @@ impl Timers {
         Sleep { timers: self.clone(), at, id, registered: false }
     }
 
+    /// Sleeps started so far.
+    pub fn created(&self) -> u64 {
+        self.next.load(Ordering::SeqCst)
+    }
+
     /// Sleepers woken so far.
     pub fn woken(&self) -> u64 {
         self.woken.load(Ordering::SeqCst)
@@ -612,7 +656,7 @@ pub fn to_json(r: &CapResult) -> Json {
     let sl = |q: f64| real.then(|| (f.start_latency_ns.value_at_quantile(q) as f64 / 1e2).round() / 10.0);
     let started = r.total(|g| g.started);
     let machine = sfn_benches::provenance::machine();
-    json!({
+    let mut j = json!({
         "check": "check-cap",
         "target_rate": null,
         "achieved_start_rate": (started as f64 / r.start_seconds.max(1e-9)).round(),
@@ -665,7 +709,10 @@ pub fn to_json(r: &CapResult) -> Json {
         "machine": {"cores": machine.cores, "cpu": machine.cpu},
         "loadavg_1m": sfn_benches::provenance::load_average(),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
-    })
+    });
+    // Outside the literal, as in `report::to_json` (serde_json's macro recursion limit).
+    j["steal_seconds"] = json!(r.steal_seconds.map(|c| (c * 100.0).round() / 100.0));
+    j
 }
 
 /// The human summary.

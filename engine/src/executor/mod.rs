@@ -645,6 +645,11 @@ pub struct ShardGaugesSnapshot {
     pub next_timer: i64,
     /// Starts waiting in the inbox.
     pub inbox: u64,
+    /// Asynchronous handler answers the shard had taken from its control queue and handled
+    /// (including answers for executions that ended meanwhile) when it last went idle:
+    /// with a count of the answers handlers gave, a driver of virtual time knows when
+    /// every one has been handled.
+    pub answers: u64,
 }
 
 #[derive(Default)]
@@ -657,6 +662,7 @@ pub(crate) struct ShardGauges {
     pooled_bytes: metrics::Counter,
     timers: metrics::Counter,
     next_timer: metrics::Counter,
+    answers: metrics::Counter,
 }
 
 pub(crate) struct ShardQueues {
@@ -1282,6 +1288,7 @@ impl Engine {
                     timers: g.timers.get(),
                     next_timer: g.next_timer.get() as i64,
                     inbox: q.starts.len() as u64,
+                    answers: g.answers.get(),
                 }
             })
             .collect()

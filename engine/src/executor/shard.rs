@@ -94,6 +94,9 @@ struct Shard {
     /// The machines and inputs of ended executions, released `RETIRE_BATCH` at a time and
     /// before the shard parks.
     retired: Vec<(super::StateMachine, super::Input)>,
+    /// Asynchronous answers taken from the control queue (published with the gauges, once
+    /// they have been handled).
+    answers: u64,
     /// Set while `take_starts` begins starts one after another.
     taking: bool,
     /// An execution that finished while `taking`: it is finished (recorded and released)
@@ -127,6 +130,7 @@ pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
         parked_bytes: 0,
         log_line: Vec::new(),
         retired: Vec::with_capacity(RETIRE_BATCH),
+        answers: 0,
         taking: false,
         ended: None,
         gen_floor: 0,
@@ -186,7 +190,10 @@ impl Shard {
         while let Some(c) = q.control.pop() {
             match c {
                 Control::Start(s) => self.begin(s),
-                Control::Answer { slot, gen, call, result } => self.answer(slot, gen, call, result),
+                Control::Answer { slot, gen, call, result } => {
+                    self.answers += 1;
+                    self.answer(slot, gen, call, result)
+                }
                 Control::Drain(deadline) => self.draining = Some(deadline),
                 Control::Callback { slot, gen, token, action, reply } => {
                     self.on_callback(slot, gen, EarlyCallback { token, action, reply })
@@ -309,6 +316,9 @@ impl Shard {
         g.pooled_bytes.set(self.pool.bytes() as u64);
         g.timers.set(self.timers.len() as u64);
         g.next_timer.set(self.timers.next().unwrap_or(i64::MAX) as u64);
+        // Last: a reader that sees the count sees the gauges of a shard that has handled
+        // those answers.
+        g.answers.set(self.answers);
     }
 
     // ---------------------------------------------------------------------------------
