@@ -521,10 +521,11 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Result<(), ()>
     Ok(())
 }
 
-/// Virtual time: waits until the shards have handled the current instant: every shard,
-/// when it last went idle, had no timer due at or before `now` left (its earliest pending
-/// timer is later) and every execution it holds parked. Shards with pending timers read a
-/// manual clock again every millisecond, so this takes a few milliseconds per step. (In
+/// Virtual time: waits until the shards have handled the current instant: every shard is
+/// asleep (so the gauges it published before parking are current: nothing was sent to it
+/// since), had no timer due at or before `now` left (its earliest pending timer is later)
+/// and every execution it holds parked. Shards with pending timers read a manual clock
+/// again every millisecond, so this takes a few milliseconds per step. (In
 /// real time, nothing to wait for: the shards keep up with the clock by themselves.)
 struct Stepper<'e> {
     engine: &'e Engine,
@@ -539,7 +540,10 @@ impl Stepper<'_> {
         }
         let now = self.clock.now();
         wait_until(Duration::from_secs(30), || {
-            self.engine.gauges().iter().all(|g| g.next_timer > now && g.executions == g.parked && g.inbox == 0)
+            self.engine
+                .gauges()
+                .iter()
+                .all(|g| g.asleep && g.next_timer > now && g.executions == g.parked && g.inbox == 0)
         })
         .map_err(|_| "the shards did not handle a virtual-time step within 30 s".to_owned())
     }

@@ -650,6 +650,10 @@ pub struct ShardGaugesSnapshot {
     /// with a count of the answers handlers gave, a driver of virtual time knows when
     /// every one has been handled.
     pub answers: u64,
+    /// Parked (or about to park) with nothing sent to it since: it published these gauges
+    /// just before, so they are current. A shard that is awake may be handling starts or
+    /// messages its last published gauges do not show yet.
+    pub asleep: bool,
 }
 
 #[derive(Default)]
@@ -1289,6 +1293,7 @@ impl Engine {
                     next_timer: g.next_timer.get() as i64,
                     inbox: q.starts.len() as u64,
                     answers: g.answers.get(),
+                    asleep: q.asleep(),
                 }
             })
             .collect()
