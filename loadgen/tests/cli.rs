@@ -8,6 +8,28 @@ fn loadgen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadgen")).args(args).output().expect("loadgen runs")
 }
 
+/// A 0.2-s `check-rate --json` on one shard, no warm-up, quiet; `extra` arguments last.
+fn short_check_rate(scenario: &str, rate: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "check-rate",
+        "--scenario",
+        scenario,
+        "--rate",
+        rate,
+        "--duration",
+        "0.2",
+        "--warmup",
+        "0",
+        "--shards",
+        "1",
+        "--progress",
+        "quiet",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    loadgen(&args)
+}
+
 #[test]
 fn short_runs_report_json() {
     for scenario in ["pass4", "rider"] {
@@ -85,22 +107,7 @@ fn check_rate_json_has_the_documented_shape_and_counts_every_start() {
     // 400 starts at a low rate: the counts are exact; the verdict depends on the machine's
     // timing and is not asserted here (speed targets live in results/).
     for scenario in ["pass4", "checkpoint", "mixed"] {
-        let out = loadgen(&[
-            "check-rate",
-            "--scenario",
-            scenario,
-            "--rate",
-            "2000",
-            "--duration",
-            "0.2",
-            "--warmup",
-            "0",
-            "--shards",
-            "1",
-            "--progress",
-            "quiet",
-            "--json",
-        ]);
+        let out = short_check_rate(scenario, "2000", &[]);
         assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
         let j = json_of(&out);
         assert_eq!(j["target_rate"], 2000.0);
@@ -130,24 +137,7 @@ fn the_sender_wakes_at_most_once_per_send_interval() {
     // sleeps before nearly every start (a machine that stalled the sender for most of the
     // run could make it fewer than that bound, nothing could make it more).
     let wakeups = |interval_us: &str| {
-        let out = loadgen(&[
-            "check-rate",
-            "--scenario",
-            "pass4",
-            "--rate",
-            "20000",
-            "--duration",
-            "0.2",
-            "--warmup",
-            "0",
-            "--shards",
-            "1",
-            "--send-interval-us",
-            interval_us,
-            "--progress",
-            "quiet",
-            "--json",
-        ]);
+        let out = short_check_rate("pass4", "20000", &["--send-interval-us", interval_us]);
         let j = json_of(&out);
         assert_eq!(j["accepted"], 4000, "{j}");
         assert_eq!(j["send_interval_us"].as_u64(), interval_us.parse().ok(), "{j}");
