@@ -145,8 +145,9 @@ pub fn to_json(kind: &str, r: &RunResult, c: &Criteria, v: &Verdict) -> Json {
         "loadavg_1m": provenance::load_average(),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
     });
-    // Outside the literal: one more key there passes serde_json's macro recursion limit.
+    // Outside the literal: more keys there pass serde_json's macro recursion limit.
     j["steal_seconds"] = json!(r.steal_seconds.map(|c| (c * 100.0).round() / 100.0));
+    j["start_batch"] = json!(r.start_batch);
     j
 }
 
@@ -196,9 +197,12 @@ pub fn to_text(kind: &str, r: &RunResult, c: &Criteria, v: &Verdict) -> String {
         us(r.figures.duration_ns.max() as f64 / 1e3)
     );
     s += &format!(
-        "sender         p99 {} late, max {} late\n",
+        "sender         p99 {} late, max {} late; up to {} start{} per call, a wake-up at most every {} µs\n",
         us(r.late_ns.value_at_quantile(0.99) as f64 / 1e3),
-        us(r.late_ns.max() as f64 / 1e3)
+        us(r.late_ns.max() as f64 / 1e3),
+        r.start_batch,
+        if r.start_batch == 1 { "" } else { "s" },
+        r.send_interval_us
     );
     if let Some(cpu) = r.cpu_seconds {
         s += &format!("cpu            {cpu:.2} s ({:.2} cores", cpu / r.wall_s);
@@ -277,6 +281,7 @@ mod tests {
             first_refusal: None,
             send_window_s,
             send_interval_us: 100,
+            start_batch: 64,
             sender_wakeups: 1_000,
             late_ns: histogram(),
             figures: Figures {

@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 
 use crate::schedule::{Arrivals, Mix, Schedule};
 use crate::sys;
-use crate::target::{histogram, Figures, Started, Target};
+use crate::target::{histogram, Figures, Tally, Target};
 
 /// What load to offer.
 #[derive(Clone, Debug)]
@@ -44,6 +44,9 @@ pub struct LoadSpec {
     /// The least time between two of the sender's wake-ups: what is due by then goes out
     /// in one burst, each start still counted from its own intended time.
     pub send_interval: Duration,
+    /// Most starts of one machine handed to the target in one call
+    /// ([`Target::start_many`]); 1: one call per start.
+    pub start_batch: usize,
 }
 
 /// Everything a run measured.
@@ -69,6 +72,8 @@ pub struct RunResult {
     pub send_interval_us: u64,
     /// Times the sender slept and woke during the measured load.
     pub sender_wakeups: u64,
+    /// [`LoadSpec::start_batch`].
+    pub start_batch: usize,
     /// How late the sender was for each start (actual − intended, the actual time read
     /// every `READ_CLOCK_EVERY` starts of a burst), nanoseconds.
     pub late_ns: Histogram<u64>,
@@ -146,10 +151,7 @@ const READ_CLOCK_EVERY: u32 = 8;
 
 /// What the sender thread returns.
 struct Sent {
-    accepted: u64,
-    throttled: u64,
-    refused: u64,
-    first_refusal: Option<String>,
+    tally: Tally,
     late_ns: Histogram<u64>,
     last_sent: Duration,
     /// Times the sender slept and woke.
@@ -171,13 +173,13 @@ pub fn run<T: Target>(
     if spec.warmup_s > 0.0 && !warmup.is_empty() {
         let w = LoadSpec { duration_s: spec.warmup_s, seed: spec.seed ^ 0x5741_524d, ..spec.clone() };
         let (sent, _) = phase(target, warmup, weights, &w, "warm-up", progress);
-        drain(target, warmup, sent.accepted, spec.drain, "warm-up drain", progress);
+        drain(target, warmup, sent.tally.accepted, spec.drain, "warm-up drain", progress);
     }
     let cpu0 = sys::process_cpu_seconds();
     let steal0 = sys::machine_steal_seconds();
     let (sent, origin) = phase(target, machines, weights, spec, "load", progress);
     let drained_from = Instant::now();
-    drain(target, machines, sent.accepted, spec.drain, "drain", progress);
+    drain(target, machines, sent.tally.accepted, spec.drain, "drain", progress);
     let drain_s = drained_from.elapsed().as_secs_f64();
     let wall_s = origin.elapsed().as_secs_f64();
     let cpu_seconds = cpu0.zip(sys::process_cpu_seconds()).map(|(a, b)| b - a);
@@ -197,12 +199,13 @@ pub fn run<T: Target>(
         duration_s: spec.duration_s,
         warmup_s: spec.warmup_s,
         offered,
-        accepted: sent.accepted,
-        throttled: sent.throttled,
-        refused: sent.refused,
-        first_refusal: sent.first_refusal,
+        accepted: sent.tally.accepted,
+        throttled: sent.tally.throttled,
+        refused: sent.tally.refused,
+        first_refusal: sent.tally.first_refusal,
         send_window_s: sent.last_sent.as_secs_f64(),
         send_interval_us: spec.send_interval.as_micros() as u64,
+        start_batch: spec.start_batch,
         sender_wakeups: sent.wakeups,
         late_ns: sent.late_ns,
         figures: target.figures(machines),
@@ -235,7 +238,7 @@ fn phase<T: Target>(
                 if spec.sender_timer_slack_ns > 0 && !sys::set_timer_slack_ns(spec.sender_timer_slack_ns) {
                     eprintln!("loadgen: the kernel refused the sender's timer slack; it keeps the default");
                 }
-                send(target, machines, weights, schedule, origin, spec.send_interval, &shared)
+                send(target, machines, weights, schedule, origin, (spec.send_interval, spec.start_batch), &shared)
             })
             .expect("the OS starts the sender thread");
         let mut last = (Instant::now(), 0u64);
@@ -266,27 +269,37 @@ fn phase<T: Target>(
     (sent, origin)
 }
 
-/// The sender: every start at (or as soon as possible after) its intended time.
+/// The sender: every start at (or as soon as possible after) its intended time. The
+/// starts due at a wake-up are gathered per machine and handed over `start_batch` at a
+/// time, and before the sender sleeps or reads the clock again.
 fn send<T: Target>(
     target: &T,
     machines: &[T::Machine],
     weights: &[u32],
     mut schedule: Schedule,
     origin: Instant,
-    send_interval: Duration,
+    (send_interval, start_batch): (Duration, usize),
     shared: &Shared,
 ) -> Sent {
     let cpu0 = sys::thread_cpu_seconds();
     let mut mix = Mix::new(weights);
     let mut out = Sent {
-        accepted: 0,
-        throttled: 0,
-        refused: 0,
-        first_refusal: None,
+        tally: Tally::default(),
         late_ns: histogram(),
         last_sent: Duration::ZERO,
         wakeups: 0,
         cpu_seconds: None,
+    };
+    let start_batch = start_batch.max(1);
+    // Due starts not handed over yet, per machine.
+    let mut gathered: Vec<Vec<Instant>> = machines.iter().map(|_| Vec::with_capacity(start_batch)).collect();
+    let flush = |gathered: &mut Vec<Vec<Instant>>, out: &mut Sent| {
+        for (m, due) in gathered.iter_mut().enumerate() {
+            if !due.is_empty() {
+                target.start_many(&machines[m], due, &mut out.tally);
+                due.clear();
+            }
+        }
     };
     let mut now = Instant::now();
     let mut woke = now;
@@ -295,6 +308,8 @@ fn send<T: Target>(
         let due = origin + Duration::from_nanos(at);
         let mut slept = false;
         if due > now {
+            // What is due goes out before the sender reads the clock or sleeps.
+            flush(&mut gathered, &mut out);
             // `now` may be up to `READ_CLOCK_EVERY` starts old: read it before deciding
             // to sleep.
             now = Instant::now();
@@ -312,21 +327,19 @@ fn send<T: Target>(
         }
         let late = now.saturating_duration_since(due);
         let _ = out.late_ns.record(late.as_nanos() as u64);
-        match target.start(&machines[mix.pick()], due) {
-            Started::Accepted => out.accepted += 1,
-            Started::Throttled => out.throttled += 1,
-            Started::Refused(why) => {
-                out.refused += 1;
-                out.first_refusal.get_or_insert(why);
-            }
+        let m = mix.pick();
+        gathered[m].push(due);
+        if gathered[m].len() >= start_batch {
+            target.start_many(&machines[m], &gathered[m], &mut out.tally);
+            gathered[m].clear();
         }
         // Publish after a sleep or every 64 starts (a shared cache line written per start
         // would cost the sender more than the start itself).
         let issued = schedule.issued();
         if slept || issued.is_multiple_of(64) {
             shared.issued.store(issued, Ordering::Relaxed);
-            shared.accepted.store(out.accepted, Ordering::Relaxed);
-            shared.throttled.store(out.throttled, Ordering::Relaxed);
+            shared.accepted.store(out.tally.accepted, Ordering::Relaxed);
+            shared.throttled.store(out.tally.throttled, Ordering::Relaxed);
         }
         // Starts sent in a burst are each later than the one before; the clock is read
         // every few starts (each read is a sizeable share of a start's cost here), so
@@ -338,10 +351,13 @@ fn send<T: Target>(
             since_read = 0;
         }
     }
+    flush(&mut gathered, &mut out);
     now = Instant::now();
     out.last_sent = now.saturating_duration_since(origin);
     out.cpu_seconds = cpu0.zip(sys::thread_cpu_seconds()).map(|(a, b)| b - a);
     shared.issued.store(schedule.issued(), Ordering::Relaxed);
+    shared.accepted.store(out.tally.accepted, Ordering::Relaxed);
+    shared.throttled.store(out.tally.throttled, Ordering::Relaxed);
     out
 }
 

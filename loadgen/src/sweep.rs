@@ -267,6 +267,7 @@ mod tests {
                 drain: std::time::Duration::from_secs(1),
                 sender_timer_slack_ns: 0,
                 send_interval: std::time::Duration::from_micros(100),
+                start_batch: 64,
             },
             criteria: Criteria { rate_tolerance: 0.01, p99_bound_us: 1000.0, all_succeed: true, no_throttling: true },
             inbox_capacity: 1024,

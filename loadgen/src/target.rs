@@ -33,6 +33,28 @@ pub enum Started {
     Refused(String),
 }
 
+/// What became of the starts a sender handed to a target.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    pub accepted: u64,
+    pub throttled: u64,
+    pub refused: u64,
+    pub first_refusal: Option<String>,
+}
+
+impl Tally {
+    pub fn add(&mut self, s: Started) {
+        match s {
+            Started::Accepted => self.accepted += 1,
+            Started::Throttled => self.throttled += 1,
+            Started::Refused(why) => {
+                self.refused += 1;
+                self.first_refusal.get_or_insert(why);
+            }
+        }
+    }
+}
+
 /// Figures of a set of machines (one run), summed.
 #[derive(Clone, Debug)]
 pub struct Figures {
@@ -89,6 +111,15 @@ pub trait Target: Send + Sync {
     /// Starts one execution whose intended send time was `due` (this call may come later:
     /// the target measures start latency from `due`).
     fn start(&self, machine: &Self::Machine, due: Instant) -> Started;
+
+    /// Starts one execution of `machine` per entry of `due` (each its intended send time,
+    /// as for `start`), adding what happened to `tally`. The default calls `start` for
+    /// each; a target with a batch interface hands them over together.
+    fn start_many(&self, machine: &Self::Machine, due: &[Instant], tally: &mut Tally) {
+        for &d in due {
+            tally.add(self.start(machine, d));
+        }
+    }
 
     /// Executions of `machines` that ended (any status): cheap enough to poll.
     fn ended(&self, machines: &[Self::Machine]) -> u64;
@@ -264,6 +295,23 @@ impl Target for Embedded {
             Ok(_) => Started::Accepted,
             Err(StartError::Throttled) => Started::Throttled,
             Err(e) => Started::Refused(e.to_string()),
+        }
+    }
+
+    /// One [`Engine::start_batch`] call: the engine takes the starts `START_BATCH_MAX` at
+    /// a time, one hand-off to a shard per chunk.
+    fn start_many(&self, m: &EmbeddedMachine, due: &[Instant], tally: &mut Tally) {
+        let clock = &**self.engine.clock();
+        let requested: Vec<i64> = due.iter().map(|&d| self.epoch.engine_time(d, clock, self.real_clock)).collect();
+        match self.engine.start_batch(&m.machine, &m.input, &requested) {
+            Ok(n) => {
+                tally.accepted += n as u64;
+                tally.throttled += (due.len() - n) as u64;
+            }
+            Err(e) => {
+                tally.refused += due.len() as u64;
+                tally.first_refusal.get_or_insert(e.to_string());
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 
 use bumpalo::Bump;
 
-use super::{ExecName, Start};
+use super::Start;
 use crate::validate::MachineType;
 use crate::value::{JsonError, JsonParser, Value};
 use crate::vm::{Exec, ExecInfo};
@@ -109,9 +109,9 @@ impl Live {
         };
         // Names and ARNs are written straight into the arena (no formatting machinery: this
         // runs once per start).
-        let name: &str = match &self.start.name {
-            ExecName::Given(n) => bump.alloc_str(n),
-            ExecName::Generated(u) => bump.alloc_str(hyphenated(*u).as_str()),
+        let name: &str = match self.start.given_name() {
+            Some(n) => bump.alloc_str(n),
+            None => bump.alloc_str(hyphenated(self.start.generated_name()).as_str()),
         };
         let mut arn =
             bumpalo::collections::String::with_capacity_in(machine.exec_arn_prefix.len() + name.len() + 37, bump);
@@ -119,7 +119,7 @@ impl Live {
         arn.push_str(name);
         if machine.machine_type == MachineType::Express {
             arn.push(':');
-            arn.push_str(hyphenated(self.start.uuid).as_str());
+            arn.push_str(hyphenated(self.start.uuid()).as_str());
         }
         let arn = arn.into_bump_str();
         self.execution_arn = arn;

@@ -236,6 +236,7 @@ impl EngineBuilder {
         let inner = Arc::new(Inner {
             shards: OnceLock::new(),
             next: CachePadded::new(AtomicUsize::new(0)),
+            batches: CachePadded::new(AtomicUsize::new(0)),
             accepting: AtomicBool::new(true),
             clock: self.clock,
             handlers: self.handlers,
@@ -492,20 +493,15 @@ pub enum StartError {
     Store(String),
 }
 
-/// How an execution is named.
-#[derive(Clone, Debug)]
-pub(crate) enum ExecName {
-    Given(Arc<str>),
-    /// A random UUID (AWS names unnamed executions with one).
-    Generated(u128),
-}
-
 /// A started execution.
 #[derive(Clone, Debug)]
 pub struct Execution {
     machine: StateMachine,
-    name: ExecName,
-    uuid: u128,
+    /// The caller's name; `None`: named with a random UUID (as AWS names unnamed
+    /// executions), derived from `key` when asked for.
+    name: Option<Arc<str>>,
+    /// The execution's identity key (`identity_key`): its UUID and generated name.
+    key: u64,
     /// Clock nanoseconds.
     pub start_date: i64,
 }
@@ -519,15 +515,15 @@ impl Execution {
         s.push_str(&self.name());
         if m.machine_type == MachineType::Express {
             s.push(':');
-            s.push_str(&uuid::Uuid::from_u128(self.uuid).to_string());
+            s.push_str(&uuid::Uuid::from_u128(identity_uuid(self.key, UUID_LANE)).to_string());
         }
         s
     }
 
     pub fn name(&self) -> String {
         match &self.name {
-            ExecName::Given(n) => n.to_string(),
-            ExecName::Generated(u) => uuid::Uuid::from_u128(*u).to_string(),
+            Some(n) => n.to_string(),
+            None => uuid::Uuid::from_u128(identity_uuid(self.key, NAME_LANE)).to_string(),
         }
     }
 }
@@ -643,7 +639,7 @@ pub struct ShardGaugesSnapshot {
     /// idle, so with `parked == executions` it tells a driver of virtual time that the
     /// shard has handled every instant before it.
     pub next_timer: i64,
-    /// Starts waiting in the inbox.
+    /// Entries waiting in the inbox: single starts and `start_batch` chunks (one each).
     pub inbox: u64,
     /// Asynchronous handler answers the shard had taken from its control queue and handled
     /// (including answers for executions that ended meanwhile) when it last went idle:
@@ -670,7 +666,8 @@ pub(crate) struct ShardGauges {
 }
 
 pub(crate) struct ShardQueues {
-    starts: ArrayQueue<Start>,
+    /// Starts not begun yet: single ones and batches.
+    starts: ArrayQueue<Inbound>,
     control: SegQueue<Control>,
     unparker: Unparker,
     /// Set by the shard just before it parks, cleared by whoever wakes it (or by the shard
@@ -702,23 +699,88 @@ impl ShardQueues {
     }
 }
 
-/// A start request on its way to (or held by) a shard.
+/// A start request on its way to (or held by) a shard. Every start crosses from the
+/// starting thread's core to a shard's through a queue slot, so it is kept to 56 bytes:
+/// with the slot's stamp, one cache line. What few starts have (a name, a reply, a
+/// durable record) is boxed in `extra`.
 pub(crate) struct Start {
     machine: StateMachine,
     input: Input,
-    name: ExecName,
-    uuid: u128,
+    /// The execution's identity key: its UUID and, when unnamed, its name derive from it
+    /// (`identity_uuid`), on the shard rather than on the starting thread.
+    key: u64,
     /// When `start` accepted it (clock nanoseconds).
     accepted_at: i64,
     /// When the caller made the request (`start_requested`; otherwise `accepted_at`): the
     /// start-latency histogram counts from here.
     requested_at: i64,
-    /// Where a synchronous start's result goes.
-    reply: Option<tokio::sync::oneshot::Sender<SyncResult>>,
     /// Runs so far that ended in a panic.
     reruns: u32,
+    extra: Option<Box<StartExtra>>,
+}
+
+// One cache line with the queue slot's 8-byte stamp.
+const _: () = assert!(std::mem::size_of::<Start>() <= 56);
+
+/// Starts handed to a shard together (`Engine::start_batch`): unnamed asynchronous starts
+/// of one machine on one input, accepted at one clock reading. The starting thread's work
+/// per start is then an entry in `requested_at`; the shard makes each `Start` as it begins
+/// it.
+pub(crate) struct StartBatch {
+    machine: StateMachine,
+    input: Input,
+    /// The first start's sequence number; the i-th one's is `first_seq + i`.
+    first_seq: u64,
+    accepted_at: i64,
+    /// When each start was requested (clock nanoseconds, at most `accepted_at`).
+    requested_at: Vec<i64>,
+}
+
+impl StartBatch {
+    fn len(&self) -> usize {
+        self.requested_at.len()
+    }
+}
+
+/// What a shard's inbox holds.
+pub(crate) enum Inbound {
+    One(Start),
+    Batch(Box<StartBatch>),
+}
+
+impl Inbound {
+    /// Starts it carries.
+    fn starts(&self) -> usize {
+        match self {
+            Inbound::One(_) => 1,
+            Inbound::Batch(b) => b.len(),
+        }
+    }
+
+    fn machine(&self) -> &StateMachine {
+        match self {
+            Inbound::One(s) => &s.machine,
+            Inbound::Batch(b) => &b.machine,
+        }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Inbound>() <= 56);
+
+/// Most starts one `start_batch` chunk carries: a chunk begins on one shard, so a large
+/// batch is spread over the shards chunk by chunk (and a shard takes `START_BATCH` starts
+/// per turn either way).
+pub const START_BATCH_MAX: usize = 64;
+
+/// The parts of a start that most starts (unnamed asynchronous Express ones) lack.
+#[derive(Default)]
+pub(crate) struct StartExtra {
+    /// The caller's name for the execution.
+    name: Option<Arc<str>>,
+    /// Where a synchronous start's result goes.
+    reply: Option<tokio::sync::oneshot::Sender<SyncResult>>,
     /// A durable (Standard, stored) execution: its record and, when resuming, its journal.
-    durable: Option<Box<DurableStart>>,
+    durable: Option<DurableStart>,
 }
 
 pub(crate) struct DurableStart {
@@ -727,15 +789,51 @@ pub(crate) struct DurableStart {
 }
 
 impl Start {
+    fn execution(&self) -> Execution {
+        Execution {
+            machine: self.machine.clone(),
+            name: self.given_name().cloned(),
+            key: self.key,
+            start_date: self.accepted_at,
+        }
+    }
+
     fn arn(&self) -> String {
-        Execution { machine: self.machine.clone(), name: self.name.clone(), uuid: self.uuid, start_date: 0 }.arn()
+        self.execution().arn()
     }
 
     fn name_string(&self) -> String {
-        match &self.name {
-            ExecName::Given(n) => n.to_string(),
-            ExecName::Generated(u) => uuid::Uuid::from_u128(*u).to_string(),
-        }
+        self.execution().name()
+    }
+
+    fn given_name(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref().and_then(|x| x.name.as_ref())
+    }
+
+    /// The execution's UUID (the last part of an Express execution's ARN).
+    fn uuid(&self) -> u128 {
+        identity_uuid(self.key, UUID_LANE)
+    }
+
+    /// The UUID an unnamed execution is named with.
+    fn generated_name(&self) -> u128 {
+        identity_uuid(self.key, NAME_LANE)
+    }
+
+    fn extra(&mut self) -> &mut StartExtra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    fn take_reply(&mut self) -> Option<tokio::sync::oneshot::Sender<SyncResult>> {
+        self.extra.as_mut().and_then(|x| x.reply.take())
+    }
+
+    fn take_durable(&mut self) -> Option<DurableStart> {
+        self.extra.as_mut().and_then(|x| x.durable.take())
+    }
+
+    fn set_durable(&mut self, d: DurableStart) {
+        self.extra().durable = Some(d);
     }
 }
 
@@ -844,6 +942,9 @@ pub(crate) struct Inner {
     /// The start sequence, bumped by every start on the caller's thread: on a line of its
     /// own, away from the fields the shards read.
     next: CachePadded<AtomicUsize>,
+    /// Batches handed out (`start_batch`): their round-robin turn, as `next` is single
+    /// starts'.
+    batches: CachePadded<AtomicUsize>,
     accepting: AtomicBool,
     clock: Arc<dyn Clock>,
     handlers: Registry,
@@ -1005,13 +1106,15 @@ impl Engine {
             let start = Start {
                 machine: m.clone(),
                 input: Input::stored(Bytes::from(record.input.clone().into_bytes())),
-                name: ExecName::Given(record.name.as_str().into()),
-                uuid: random_uuid(self.inner.seed, seq as u64, 0),
+                key: identity_key(self.inner.seed, seq as u64),
                 accepted_at: record.start_date,
                 requested_at: record.start_date,
-                reply: None,
                 reruns: 0,
-                durable: Some(Box::new(DurableStart { record, journal })),
+                extra: Some(Box::new(StartExtra {
+                    name: Some(record.name.as_str().into()),
+                    reply: None,
+                    durable: Some(DurableStart { record, journal }),
+                })),
             };
             let shards = self.inner.shards();
             shards[seq % shards.len()].send(Control::Start(start));
@@ -1030,7 +1133,7 @@ impl Engine {
         if machine.0.durable {
             return self.start_durable(start, exec, seq);
         }
-        self.submit(start, seq)?;
+        self.submit(Inbound::One(start), seq)?;
         Ok(exec)
     }
 
@@ -1051,7 +1154,7 @@ impl Engine {
             cause: None,
             start_date: start.accepted_at,
             stop_date: None,
-            seed: start.uuid as u64 ^ (start.uuid >> 64) as u64,
+            seed: fold_uuid(start.uuid()),
             definition_hash: m.definition_hash.clone(),
             started_by: started_by(start.input.as_bytes()),
         };
@@ -1066,7 +1169,7 @@ impl Engine {
                 return Err(StartError::ExecutionAlreadyExists(old.execution_arn));
             }
         }
-        start.durable = Some(Box::new(DurableStart { record, journal: Vec::new() }));
+        start.set_durable(DurableStart { record, journal: Vec::new() });
         let shards = self.inner.shards();
         shards[seq % shards.len()].send(Control::Start(start));
         Ok(exec)
@@ -1127,8 +1230,57 @@ impl Engine {
     ) -> Result<Execution, StartError> {
         let (mut start, exec, seq) = self.request(machine, input, name, None)?;
         start.requested_at = requested_at.min(start.accepted_at);
-        self.submit(start, seq)?;
+        if machine.0.durable {
+            return self.start_durable(start, exec, seq);
+        }
+        self.submit(Inbound::One(start), seq)?;
         Ok(exec)
+    }
+
+    /// Starts one unnamed execution per entry of `requested_at` (clock nanoseconds, as in
+    /// [`Engine::start_requested`]), handing them to the shards `START_BATCH_MAX` at a
+    /// time: one clock reading, one inbox slot and one pair of reference-count increments
+    /// per chunk instead of per start. For a caller that has many starts at once (a load
+    /// generator's burst, a consumer draining a queue). Returns how many were accepted; a
+    /// chunk is accepted or throttled whole. Standard machines start one by one (each is
+    /// committed to the store first).
+    pub fn start_batch(
+        &self,
+        machine: &StateMachine,
+        input: &Input,
+        requested_at: &[i64],
+    ) -> Result<usize, StartError> {
+        if machine.0.durable {
+            let mut accepted = 0;
+            for &at in requested_at {
+                match self.start_requested(machine, input, None, at) {
+                    Ok(_) => accepted += 1,
+                    Err(StartError::Throttled) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(accepted);
+        }
+        if !self.inner.accepting.load(Ordering::Relaxed) {
+            return Err(StartError::ShuttingDown);
+        }
+        let accepted_at = self.inner.clock.now();
+        let mut accepted = 0;
+        for chunk in requested_at.chunks(START_BATCH_MAX) {
+            let seq = self.inner.next.fetch_add(chunk.len(), Ordering::Relaxed);
+            let batch = StartBatch {
+                machine: machine.clone(),
+                input: input.clone(),
+                first_seq: seq as u64,
+                accepted_at,
+                requested_at: chunk.iter().map(|&t| t.min(accepted_at)).collect(),
+            };
+            let turn = self.inner.batches.fetch_add(1, Ordering::Relaxed);
+            if self.submit(Inbound::Batch(Box::new(batch)), turn).is_ok() {
+                accepted += chunk.len();
+            }
+        }
+        Ok(accepted)
     }
 
     /// Starts an Express execution and resolves with its result (StartSyncExecution: at
@@ -1138,8 +1290,9 @@ impl Engine {
             return SyncStart { rx: Err(Some(StartError::TypeNotSupported)) };
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let submitted =
-            self.request(machine, input, name, Some(tx)).and_then(|(start, _, seq)| self.submit(start, seq));
+        let submitted = self
+            .request(machine, input, name, Some(tx))
+            .and_then(|(start, _, seq)| self.submit(Inbound::One(start), seq));
         match submitted {
             Ok(()) => SyncStart { rx: Ok(rx) },
             Err(e) => SyncStart { rx: Err(Some(e)) },
@@ -1156,28 +1309,28 @@ impl Engine {
         if !self.inner.accepting.load(Ordering::Relaxed) {
             return Err(StartError::ShuttingDown);
         }
-        let seq = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        let uuid = random_uuid(self.inner.seed, seq as u64, 0);
-        let name = match name {
+        let name: Option<Arc<str>> = match name {
             Some(n) => {
                 check_name(n).map_err(StartError::InvalidName)?;
-                ExecName::Given(n.into())
+                Some(n.into())
             }
-            None => ExecName::Generated(random_uuid(self.inner.seed, seq as u64, 1)),
+            None => None,
         };
+        let seq = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let key = identity_key(self.inner.seed, seq as u64);
         let accepted_at = self.inner.clock.now();
+        let extra = (name.is_some() || reply.is_some())
+            .then(|| Box::new(StartExtra { name: name.clone(), reply, durable: None }));
         let start = Start {
             machine: machine.clone(),
             input: input.clone(),
-            name: name.clone(),
-            uuid,
+            key,
             accepted_at,
             requested_at: accepted_at,
-            reply,
             reruns: 0,
-            durable: None,
+            extra,
         };
-        Ok((start, Execution { machine: machine.clone(), name, uuid, start_date: accepted_at }, seq))
+        Ok((start, Execution { machine: machine.clone(), name, key, start_date: accepted_at }, seq))
     }
 
     /// Two choices: of the shard next in round-robin order and the one after it, an awake
@@ -1185,10 +1338,11 @@ impl Engine {
     /// shard costs more than the start), else the one with fewer starts waiting
     /// (round-robin alone lets a periodic mix of long and short executions pile the long
     /// ones on one shard, while the other idles); a full inbox passes the start on to the
-    /// next shard, and only when every inbox is full is the start throttled.
-    fn submit(&self, start: Start, seq: usize) -> Result<(), StartError> {
+    /// next shard, and only when every inbox is full is the start throttled. `turn` is the
+    /// round-robin position (a start's sequence number, or a batch's count).
+    fn submit(&self, start: Inbound, turn: usize) -> Result<(), StartError> {
         let shards = self.inner.shards();
-        let mut first = seq % shards.len();
+        let mut first = turn % shards.len();
         if shards.len() > 1 {
             let other = (first + 1) % shards.len();
             let (a, b) = (&shards[first], &shards[other]);
@@ -1211,7 +1365,7 @@ impl Engine {
                 Err(back) => start = back,
             }
         }
-        start.machine.0.throttled.fetch_add(1, Ordering::Relaxed);
+        start.machine().0.throttled.fetch_add(start.starts() as u64, Ordering::Relaxed);
         Err(StartError::Throttled)
     }
 
@@ -1384,9 +1538,24 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// A version-4 UUID from the engine's seed and a start's sequence number (`lane` tells the
 /// execution's UUID from its generated name).
-fn random_uuid(seed: u64, seq: u64, lane: u64) -> u128 {
-    let s =
-        std::cell::Cell::new(seed ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ lane.wrapping_mul(0xd1b5_4a32_d192_ed03));
+/// An execution's identity key: the engine's seed and the start's sequence number mixed
+/// (its UUID and generated name follow from it, `identity_uuid`).
+fn identity_key(seed: u64, seq: u64) -> u64 {
+    seed ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// `identity_uuid` lanes: the execution's UUID, the UUID an unnamed execution is named with.
+const UUID_LANE: u64 = 0;
+const NAME_LANE: u64 = 1;
+
+/// A 64-bit seed folded from a UUID (the execution's random draws start from it).
+fn fold_uuid(u: u128) -> u64 {
+    u as u64 ^ (u >> 64) as u64
+}
+
+/// A random (version 4) UUID drawn from an identity key and a lane.
+fn identity_uuid(key: u64, lane: u64) -> u128 {
+    let s = std::cell::Cell::new(key ^ lane.wrapping_mul(0xd1b5_4a32_d192_ed03));
     let hi = crate::eval::splitmix64(&s);
     let lo = crate::eval::splitmix64(&s);
     let bytes = ((hi as u128) << 64 | lo as u128).to_be_bytes();
@@ -1427,9 +1596,11 @@ mod tests {
 
     #[test]
     fn uuids_are_version_4_and_differ_per_start() {
-        let a = uuid::Uuid::from_u128(random_uuid(1, 0, 0));
-        let b = uuid::Uuid::from_u128(random_uuid(1, 1, 0));
+        let a = uuid::Uuid::from_u128(identity_uuid(identity_key(1, 0), UUID_LANE));
+        let b = uuid::Uuid::from_u128(identity_uuid(identity_key(1, 1), UUID_LANE));
+        let name = uuid::Uuid::from_u128(identity_uuid(identity_key(1, 0), NAME_LANE));
         assert_eq!(a.get_version_num(), 4);
         assert_ne!(a, b);
+        assert_ne!(a, name);
     }
 }

@@ -28,7 +28,10 @@ use super::durable::{self, Durable, Entry, RecordingClock};
 use super::live::{ExecBox, Live};
 use super::table::Table;
 use super::timers::{Timer, Timers};
-use super::{BillingDetails, Control, DurableStart, EarlyCallback, Inner, Start, SyncResult};
+use super::{
+    fold_uuid, identity_key, BillingDetails, Control, DurableStart, EarlyCallback, Inbound, Inner, Start, StartBatch,
+    SyncResult,
+};
 use crate::clock::Clock;
 use crate::history::EventMask;
 use crate::local::Status;
@@ -105,6 +108,9 @@ struct Shard {
     /// then later than its end by the next start's pop, never earlier; the next start's
     /// latency is exact.
     ended: Option<u32>,
+    /// A batch being begun (`Engine::start_batch`) and the index of its next start: kept
+    /// here, not on the stack, so a turn that ends (or panics) part-way loses none of it.
+    batch: Option<(Box<StartBatch>, usize)>,
     /// The generation new slots start at: above every generation handed out before the
     /// table was last given back, so late answers and timers never match a new execution.
     gen_floor: u32,
@@ -133,6 +139,7 @@ pub(super) fn run(inner: Arc<Inner>, index: usize, parker: Parker) -> u64 {
         answers: 0,
         taking: false,
         ended: None,
+        batch: None,
         gen_floor: 0,
     };
     loop {
@@ -214,7 +221,7 @@ impl Shard {
             self.step(slot);
         }
         if let Some(deadline) = self.draining {
-            let idle = self.held == 0 && q.starts.is_empty() && q.control.is_empty();
+            let idle = self.held == 0 && self.batch.is_none() && q.starts.is_empty() && q.control.is_empty();
             if idle || Instant::now() >= deadline {
                 return Turn::Stop;
             }
@@ -248,7 +255,7 @@ impl Shard {
 
     /// No start in any inbox and no control message for this shard.
     fn nothing_waiting(&self, q: &super::ShardQueues) -> bool {
-        q.control.is_empty() && self.inner.shards().iter().all(|s| s.starts.is_empty())
+        self.batch.is_none() && q.control.is_empty() && self.inner.shards().iter().all(|s| s.starts.is_empty())
     }
 
     /// Begins up to `START_BATCH` starts: from this shard's inbox, then, when that runs
@@ -262,9 +269,19 @@ impl Shard {
         for i in 0..shards.len() {
             let inbox = &shards[(self.index + i) % shards.len()].starts;
             while n > 0 {
-                let Some(s) = inbox.pop() else { break };
-                self.begin(s);
-                n -= 1;
+                if let Some(s) = self.next_of_batch() {
+                    self.begin(s);
+                    n -= 1;
+                    continue;
+                }
+                match inbox.pop() {
+                    Some(Inbound::One(s)) => {
+                        self.begin(s);
+                        n -= 1;
+                    }
+                    Some(Inbound::Batch(b)) => self.batch = Some((b, 0)),
+                    None => break,
+                }
             }
         }
         self.taking = false;
@@ -272,6 +289,29 @@ impl Shard {
             let now = self.clock().now();
             self.finish(slot, now);
         }
+    }
+
+    /// The held batch's next start (its machine and input shared again, or moved out of
+    /// the batch for its last start).
+    fn next_of_batch(&mut self) -> Option<Start> {
+        let (b, i) = self.batch.as_mut()?;
+        let at = b.requested_at[*i];
+        let key = identity_key(self.inner.seed, b.first_seq + *i as u64);
+        let accepted_at = b.accepted_at;
+        *i += 1;
+        let (machine, input) = if *i == b.len() {
+            let (b, _) = self.batch.take().expect("held");
+            let StartBatch { machine, input, .. } = *b;
+            (machine, input)
+        } else {
+            (b.machine.clone(), b.input.clone())
+        };
+        Some(Start { machine, input, key, accepted_at, requested_at: at, reruns: 0, extra: None })
+    }
+
+    /// Starts not begun yet: the held batch's rest.
+    fn batch_left(&self) -> usize {
+        self.batch.as_ref().map_or(0, |(b, i)| b.len() - i)
     }
 
     /// With no execution left, gives back what the last burst grew beyond the idle
@@ -325,8 +365,8 @@ impl Shard {
     // Starting and running
 
     fn begin(&mut self, mut start: Start) {
-        if let Some(d) = start.durable.take() {
-            return self.begin_durable(start, *d);
+        if let Some(d) = start.take_durable() {
+            return self.begin_durable(start, d);
         }
         // Read what is needed from the machine before the start moves into the table: no
         // reference-count traffic on the machine (shared with the starting thread's core).
@@ -343,7 +383,7 @@ impl Shard {
         }
         let arena = self.pool.take(stats.arena_need.get() as usize);
         let cap = start.accepted_at.saturating_add(max_nanos);
-        let seed = start.uuid as u64 ^ (start.uuid >> 64) as u64 ^ start.reruns as u64;
+        let seed = fold_uuid(start.uuid()) ^ start.reruns as u64;
         let slot = self.insert(start, arena, now, cap);
         let live = self.slots[slot as usize].live.as_mut().expect("just inserted");
         match live.begin(&mut self.parser, seed) {
@@ -891,7 +931,7 @@ impl Shard {
         let stats = &live.start.machine.0.stats[self.index];
         stats.transitions.add(transitions);
         // The reply (if any) needs owned text; everything else reads the arena in place.
-        let reply = live.start.reply.take().map(|tx| {
+        let reply = live.start.take_reply().map(|tx| {
             let result = SyncResult {
                 execution_arn: live.start.arn(),
                 name: live.start.name_string(),
@@ -923,7 +963,7 @@ impl Shard {
         cause: Option<&str>,
     ) {
         let live = self.slots[slot as usize].live.as_mut().expect("occupied");
-        if let Some(tx) = live.start.reply.take() {
+        if let Some(tx) = live.start.take_reply() {
             let result = SyncResult {
                 execution_arn: live.start.arn(),
                 name: live.start.name_string(),
@@ -978,9 +1018,10 @@ impl Shard {
     }
 
     fn rerun_or_fail(&mut self, mut start: Start, message: &str) {
+        let reply = start.take_reply();
         let stats = &start.machine.0.stats[self.index];
         let now = self.inner.clock.now();
-        if let Some(tx) = start.reply.take() {
+        if let Some(tx) = reply {
             // StartSyncExecution is at most once: report the failure, do not run again.
             stats.failed.add(1);
             let _ = tx.send(SyncResult {
@@ -1040,7 +1081,7 @@ impl Shard {
         };
         stats.rerun.add(1);
         start.reruns += 1;
-        start.durable = Some(Box::new(DurableStart { record, journal }));
+        start.set_durable(DurableStart { record, journal });
         let shards = self.inner.shards();
         shards[(self.index + 1) % shards.len()].send(Control::Start(start));
     }
@@ -1095,11 +1136,20 @@ impl Shard {
         }
         let inner = self.inner.clone();
         let q = &inner.shards()[self.index];
+        if let Some((b, _)) = &self.batch {
+            let n = self.batch_left() as u64;
+            let stats = &b.machine.0.stats[self.index];
+            stats.accepted.add(n);
+            stats.aborted.add(n);
+            abandoned += n;
+            self.batch = None;
+        }
         while let Some(s) = q.starts.pop() {
-            let stats = &s.machine.0.stats[self.index];
-            stats.accepted.add(1);
-            stats.aborted.add(1);
-            abandoned += 1;
+            let n = s.starts() as u64;
+            let stats = &s.machine().0.stats[self.index];
+            stats.accepted.add(n);
+            stats.aborted.add(n);
+            abandoned += n;
         }
         while let Some(c) = q.control.pop() {
             if let Control::Start(s) = c {

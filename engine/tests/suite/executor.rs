@@ -309,6 +309,47 @@ fn a_full_inbox_throttles_and_nothing_is_lost_or_counted_twice() {
 }
 
 #[test]
+fn batches_are_accepted_or_throttled_by_the_chunk_and_count_from_each_request_time() {
+    let clock = Arc::new(ManualClock::fixed());
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let entered = Arc::new(AtomicU32::new(0));
+    let mut handlers = Registry::new();
+    let (g2, e2) = (gate.clone(), entered.clone());
+    handlers.register(
+        "arn:aws:lambda:us-east-1:123456789012:function:gate",
+        Handler::sync_json(move |_, input| {
+            e2.fetch_add(1, Ordering::SeqCst);
+            let (lock, cv) = &*g2;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = cv.wait(open).unwrap();
+            }
+            Ok(input)
+        }),
+    );
+    let e = Engine::builder().shards(1).inbox_capacity(2).clock(clock.clone()).handlers(handlers).build();
+    let def = r#"{"StartAt":"G","States":{"G":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:gate","End":true}}}"#;
+    let m = register(&e, "Gate", def, MachineType::Express);
+    let i = input("{}");
+    e.start(&m, &i, None).unwrap();
+    eventually("the shard is inside the handler", || entered.load(Ordering::SeqCst) == 1);
+    // 200 starts are chunks of 64, 64, 64 and 8; an inbox of 2 takes the first two.
+    let t0 = clock.now();
+    let requested: Vec<i64> = (0..200).map(|k| t0 - 2 * S - k).collect();
+    assert_eq!(e.start_batch(&m, &i, &requested), Ok(128));
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    eventually("every accepted start ends", || e.ended(&m) == 129);
+    let metrics = e.metrics(&m);
+    assert_eq!((metrics.accepted, metrics.throttled, metrics.succeeded, metrics.rerun), (129, 72, 129, 0));
+    assert_eq!(entered.load(Ordering::SeqCst), 129);
+    // Each start counts from its own request time (2 s before acceptance, less k ns).
+    assert_eq!(metrics.start_latency_ns.count_between(2 * S as u64 - 200, 2 * S as u64 + 200), 128);
+    e.shutdown(Shutdown::Abandon);
+    assert_eq!(e.start_batch(&m, &i, &requested), Err(StartError::ShuttingDown));
+}
+
+#[test]
 fn a_handler_that_panics_once_gives_exactly_one_rerun_and_a_success() {
     let clock = Arc::new(ManualClock::fixed());
     let calls = Arc::new(AtomicU32::new(0));
