@@ -767,9 +767,10 @@ impl Inbound {
 
 const _: () = assert!(std::mem::size_of::<Inbound>() <= 56);
 
-/// Most starts one `start_batch` chunk carries: a chunk begins on one shard, so a large
-/// batch is spread over the shards chunk by chunk (and a shard takes `START_BATCH` starts
-/// per turn either way).
+/// Most starts one `start_batch` chunk carries. A chunk begins on one shard, one start
+/// after another, so a batch is cut into at least one chunk per shard (80 starts on 2
+/// shards: 40 and 40, not 64 and 16, which would give one shard four fifths of the work)
+/// and a large one into chunks of this size.
 pub const START_BATCH_MAX: usize = 64;
 
 /// The parts of a start that most starts (unnamed asynchronous Express ones) lack.
@@ -1238,9 +1239,10 @@ impl Engine {
     }
 
     /// Starts one unnamed execution per entry of `requested_at` (clock nanoseconds, as in
-    /// [`Engine::start_requested`]), handing them to the shards `START_BATCH_MAX` at a
-    /// time: one clock reading, one inbox slot and one pair of reference-count increments
-    /// per chunk instead of per start. For a caller that has many starts at once (a load
+    /// [`Engine::start_requested`]), handing them to the shards in chunks (at least one
+    /// per shard, at most `START_BATCH_MAX` starts each): one clock reading per call, one
+    /// inbox slot and one pair of reference-count increments per chunk instead of per
+    /// start. For a caller that has many starts at once (a load
     /// generator's burst, a consumer draining a queue). Returns how many were accepted; a
     /// chunk is accepted or throttled whole. Standard machines start one by one (each is
     /// committed to the store first).
@@ -1266,7 +1268,8 @@ impl Engine {
         }
         let accepted_at = self.inner.clock.now();
         let mut accepted = 0;
-        for chunk in requested_at.chunks(START_BATCH_MAX) {
+        let per_chunk = requested_at.len().div_ceil(self.inner.shards().len()).clamp(1, START_BATCH_MAX);
+        for chunk in requested_at.chunks(per_chunk) {
             let seq = self.inner.next.fetch_add(chunk.len(), Ordering::Relaxed);
             let batch = StartBatch {
                 machine: machine.clone(),
