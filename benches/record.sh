@@ -6,7 +6,7 @@
 #   benches/record.sh execute/rider   # only benches matching a criterion filter (no loadgen)
 #   LOADGEN_SECS=30 benches/record.sh # longer loadgen runs (default 10 s each)
 #   NO_LOADGEN=1 benches/record.sh    # criterion only
-#   OPEN_LOOP=1 benches/record.sh     # only the open-loop checks: wake-jitter (results/machine.jsonl),
+#   OPEN_LOOP=1 benches/record.sh     # only the open-loop checks: wake-jitter, stall-probe (results/machine.jsonl),
 #                                     # check-rate (rider, mixed), check-cap, sweep
 #                                     # (results/loadgen.jsonl, results/sweep.*)
 #   STORE_COMMIT=1 benches/record.sh  # only the durable store's group commit at 1..1024
@@ -22,9 +22,11 @@ mkdir -p results
 # The open-loop checks of issue 4: the 100k/s rate check for rider and mixed, the 5-minute
 # cap check on virtual time, and the capacity sweep with its chart.
 open_loop() {
-    cargo build -q --release -p loadgen -p sfn-benches --bin loadgen --bin wake-jitter
-    # The machine's noise floor first: how late a thread wakes from a short sleep.
+    cargo build -q --release -p loadgen -p sfn-benches --bin loadgen --bin wake-jitter --bin stall-probe
+    # The machine's noise floor first: how late a thread wakes from a short sleep, and how
+    # long busy threads are stopped (the hypervisor's steal).
     JSON=1 target/release/wake-jitter 10 >> results/machine.jsonl
+    JSON=1 target/release/stall-probe 5 >> results/machine.jsonl
     for scenario in rider mixed; do
         target/release/loadgen check-rate --scenario "$scenario" --progress quiet --json >> results/loadgen.jsonl || true
     done

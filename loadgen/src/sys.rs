@@ -12,21 +12,8 @@ pub fn process_cpu_seconds() -> Option<f64> {
     cpu_from_stat(&stat)
 }
 
-/// CPU time the hypervisor gave to others while this machine's vCPUs wanted to run (the
-/// `steal` column of `/proc/stat`, all CPUs), seconds. On a VM this is when a thread
-/// stalls for milliseconds with nothing in the guest to blame; a run's latency figures
-/// are the machine's as much as the engine's when it is not near zero.
-pub fn machine_steal_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    steal_from_proc_stat(&stat)
-}
-
-/// The aggregate `cpu` line: user nice system idle iowait irq softirq steal ….
-fn steal_from_proc_stat(stat: &str) -> Option<f64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let steal: u64 = line.split_whitespace().nth(8)?.parse().ok()?;
-    Some(steal as f64 / 100.0)
-}
+/// Machine-wide steal time (shared with `stall-probe`).
+pub use sfn_benches::machine_steal_seconds;
 
 /// Sets the calling thread's timer slack (shared with `wake-jitter`).
 pub use sfn_benches::set_timer_slack_ns;
@@ -94,13 +81,6 @@ fn status_kib(field: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_steal_column_is_the_eighth_after_cpu() {
-        let stat = "cpu  3968356 57731 240463 4240858 10483 0 6963 38973 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
-        assert_eq!(steal_from_proc_stat(stat), Some(389.73));
-        assert_eq!(steal_from_proc_stat("cpu0 1 2\n"), None);
-    }
 
     #[test]
     fn stat_lines_with_spaces_in_the_name_parse() {
