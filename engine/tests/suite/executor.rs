@@ -270,8 +270,18 @@ fn callbacks_route_to_the_shard_and_heartbeats_extend_the_task() {
     eventually("the execution fails", || e.metrics(&m).failed == 1);
 }
 
-#[test]
-fn a_full_inbox_throttles_and_nothing_is_lost_or_counted_twice() {
+/// One shard with an inbox of `inbox`, running a machine whose one Task waits until `gate`
+/// opens; one execution is started and inside the handler when this returns.
+struct Gated {
+    clock: Arc<ManualClock>,
+    engine: Engine,
+    machine: StateMachine,
+    input: sfn::executor::Input,
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    entered: Arc<AtomicU32>,
+}
+
+fn gated(inbox: usize) -> Gated {
     let clock = Arc::new(ManualClock::fixed());
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     let entered = Arc::new(AtomicU32::new(0));
@@ -289,12 +299,18 @@ fn a_full_inbox_throttles_and_nothing_is_lost_or_counted_twice() {
             Ok(input)
         }),
     );
-    let e = Engine::builder().shards(1).inbox_capacity(4).clock(clock.clone()).handlers(handlers).build();
+    let e = Engine::builder().shards(1).inbox_capacity(inbox).clock(clock.clone()).handlers(handlers).build();
     let def = r#"{"StartAt":"G","States":{"G":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:gate","End":true}}}"#;
     let m = register(&e, "Gate", def, MachineType::Express);
     let i = input("{}");
     e.start(&m, &i, None).unwrap();
     eventually("the shard is inside the handler", || entered.load(Ordering::SeqCst) == 1);
+    Gated { clock, engine: e, machine: m, input: i, gate, entered }
+}
+
+#[test]
+fn a_full_inbox_throttles_and_nothing_is_lost_or_counted_twice() {
+    let Gated { engine: e, machine: m, input: i, gate, entered, .. } = gated(4);
     for _ in 0..4 {
         e.start(&m, &i, None).unwrap();
     }
@@ -310,29 +326,7 @@ fn a_full_inbox_throttles_and_nothing_is_lost_or_counted_twice() {
 
 #[test]
 fn batches_are_accepted_or_throttled_by_the_chunk_and_count_from_each_request_time() {
-    let clock = Arc::new(ManualClock::fixed());
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let entered = Arc::new(AtomicU32::new(0));
-    let mut handlers = Registry::new();
-    let (g2, e2) = (gate.clone(), entered.clone());
-    handlers.register(
-        "arn:aws:lambda:us-east-1:123456789012:function:gate",
-        Handler::sync_json(move |_, input| {
-            e2.fetch_add(1, Ordering::SeqCst);
-            let (lock, cv) = &*g2;
-            let mut open = lock.lock().unwrap();
-            while !*open {
-                open = cv.wait(open).unwrap();
-            }
-            Ok(input)
-        }),
-    );
-    let e = Engine::builder().shards(1).inbox_capacity(2).clock(clock.clone()).handlers(handlers).build();
-    let def = r#"{"StartAt":"G","States":{"G":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:gate","End":true}}}"#;
-    let m = register(&e, "Gate", def, MachineType::Express);
-    let i = input("{}");
-    e.start(&m, &i, None).unwrap();
-    eventually("the shard is inside the handler", || entered.load(Ordering::SeqCst) == 1);
+    let Gated { clock, engine: e, machine: m, input: i, gate, entered } = gated(2);
     // 200 starts are chunks of 64, 64, 64 and 8; an inbox of 2 takes the first two.
     let t0 = clock.now();
     let requested: Vec<i64> = (0..200).map(|k| t0 - 2 * S - k).collect();
