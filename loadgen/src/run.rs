@@ -12,7 +12,9 @@
 //! `send_interval` (default 100 µs) plus the OS's timer lateness (about 50 µs on Linux),
 //! and that lateness is in the start latency, honestly. Each wake-up of the sender takes
 //! a core from a shard (two context switches and a colder cache for it), so fewer,
-//! larger bursts leave the target more of the machine. The
+//! larger bursts leave the target more of the machine. A burst's starts are gathered per
+//! machine and handed over `start_batch` at a time ([`Target::start_many`]: one
+//! `Engine::start_batch` call on the embedded engine). The
 //! calling thread reports progress meanwhile. After the last start, the run waits (up to
 //! the drain deadline) for every accepted start to reach a final status.
 

@@ -1242,10 +1242,10 @@ impl Engine {
     /// [`Engine::start_requested`]), handing them to the shards in chunks (at least one
     /// per shard, at most `START_BATCH_MAX` starts each): one clock reading per call, one
     /// inbox slot and one pair of reference-count increments per chunk instead of per
-    /// start. For a caller that has many starts at once (a load
-    /// generator's burst, a consumer draining a queue). Returns how many were accepted; a
-    /// chunk is accepted or throttled whole. Standard machines start one by one (each is
-    /// committed to the store first).
+    /// start. For a caller that has many starts at once (a load generator's burst, a
+    /// consumer draining a queue). Returns how many were accepted; a chunk is accepted or
+    /// throttled whole. Standard machines start one by one (each is committed to the store
+    /// first).
     pub fn start_batch(
         &self,
         machine: &StateMachine,
