@@ -298,8 +298,8 @@ impl Target for Embedded {
         }
     }
 
-    /// One [`Engine::start_batch`] call: the engine takes the starts `START_BATCH_MAX` at
-    /// a time, one hand-off to a shard per chunk.
+    /// One [`Engine::start_batch`] call: the engine hands the starts to the shards in
+    /// chunks (at least one per shard, at most `START_BATCH_MAX` starts each).
     fn start_many(&self, m: &EmbeddedMachine, due: &[Instant], tally: &mut Tally) {
         let clock = &**self.engine.clock();
         let requested: Vec<i64> = due.iter().map(|&d| self.epoch.engine_time(d, clock, self.real_clock)).collect();
