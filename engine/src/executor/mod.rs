@@ -510,22 +510,31 @@ impl Execution {
     /// `arn:aws:states:R:A:express:MACHINE:NAME:UUID` (Express) or
     /// `arn:aws:states:R:A:execution:MACHINE:NAME` (Standard).
     pub fn arn(&self) -> String {
-        let m = &self.machine.0;
-        let mut s = m.exec_arn_prefix.clone();
-        s.push_str(&self.name());
-        if m.machine_type == MachineType::Express {
-            s.push(':');
-            s.push_str(&uuid::Uuid::from_u128(identity_uuid(self.key, UUID_LANE)).to_string());
-        }
-        s
+        execution_arn(&self.machine.0, self.name.as_ref(), self.key)
     }
 
     pub fn name(&self) -> String {
-        match &self.name {
-            Some(n) => n.to_string(),
-            None => uuid::Uuid::from_u128(identity_uuid(self.key, NAME_LANE)).to_string(),
-        }
+        execution_name(self.name.as_ref(), self.key)
     }
+}
+
+/// An execution's name: the caller's, or the UUID drawn from its identity key.
+fn execution_name(given: Option<&Arc<str>>, key: u64) -> String {
+    match given {
+        Some(n) => n.to_string(),
+        None => uuid::Uuid::from_u128(identity_uuid(key, NAME_LANE)).to_string(),
+    }
+}
+
+/// An execution's ARN ([`Execution::arn`]).
+fn execution_arn(m: &MachineEntry, given: Option<&Arc<str>>, key: u64) -> String {
+    let mut s = m.exec_arn_prefix.clone();
+    s.push_str(&execution_name(given, key));
+    if m.machine_type == MachineType::Express {
+        s.push(':');
+        s.push_str(&uuid::Uuid::from_u128(identity_uuid(key, UUID_LANE)).to_string());
+    }
+    s
 }
 
 /// What a synchronous start returns (StartSyncExecution's fields).
@@ -790,21 +799,14 @@ pub(crate) struct DurableStart {
 }
 
 impl Start {
-    fn execution(&self) -> Execution {
-        Execution {
-            machine: self.machine.clone(),
-            name: self.given_name().cloned(),
-            key: self.key,
-            start_date: self.accepted_at,
-        }
-    }
-
+    /// These two read the machine through the start's handle: no reference-count traffic
+    /// on its cache line, which the starting thread's core writes on every start.
     fn arn(&self) -> String {
-        self.execution().arn()
+        execution_arn(&self.machine.0, self.given_name(), self.key)
     }
 
     fn name_string(&self) -> String {
-        self.execution().name()
+        execution_name(self.given_name(), self.key)
     }
 
     fn given_name(&self) -> Option<&Arc<str>> {
