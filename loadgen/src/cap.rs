@@ -257,6 +257,7 @@ pub fn run(spec: &CapSpec, mut say: impl FnMut(&str)) -> Result<CapResult, Strin
         inbox_capacity: 65_536,
         seed: spec.seed,
         clock: Some(clock.clone()),
+        park_spin: Duration::ZERO,
     });
     let engine = target.engine();
     let groups = population(&timers);

@@ -157,6 +157,12 @@ struct LoadArgs {
     /// counted from its own intended time.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     start_batch: u64,
+    /// How long an engine shard that runs out of work keeps looking for more before it
+    /// parks, microseconds (`EngineBuilder::park_spin`; 0, the default, parks at once). A
+    /// parked shard's next start waits for a wake-up; a looking shard keeps its core busy
+    /// (it yields to other threads between looks, but shows as CPU time).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    park_spin_us: u64,
     /// Progress on stderr.
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressArg,
@@ -334,6 +340,7 @@ fn check_rate(a: &RateArgs) -> Result<ExitCode, String> {
         inbox_capacity: a.load.inbox_capacity,
         seed: a.load.seed,
         clock: None,
+        park_spin: Duration::from_micros(a.load.park_spin_us),
     });
     // The output check runs on the warm-up machines: the measured ones count only load.
     let warm = target.prepare("warmup", &scenario, true)?;
@@ -343,6 +350,7 @@ fn check_rate(a: &RateArgs) -> Result<ExitCode, String> {
     target.shutdown();
     r.scenario = scenario.name.clone();
     r.shards = shards;
+    r.park_spin_us = a.load.park_spin_us;
     let criteria = Criteria {
         rate_tolerance: 0.01,
         p99_bound_us: a.load.p99_bound_us,
@@ -414,6 +422,7 @@ fn sweep(a: &SweepArgs) -> Result<ExitCode, String> {
             no_throttling: true,
         },
         inbox_capacity: a.load.inbox_capacity,
+        park_spin: Duration::from_micros(a.load.park_spin_us),
     };
     let mut progress = progress::sink(mode(a.load.progress));
     let mut all = Vec::new();

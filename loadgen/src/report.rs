@@ -148,6 +148,7 @@ pub fn to_json(kind: &str, r: &RunResult, c: &Criteria, v: &Verdict) -> Json {
     // Outside the literal: more keys there pass serde_json's macro recursion limit.
     j["steal_seconds"] = json!(r.steal_seconds.map(|c| (c * 100.0).round() / 100.0));
     j["start_batch"] = json!(r.start_batch);
+    j["park_spin_us"] = json!(r.park_spin_us);
     j
 }
 
@@ -269,6 +270,7 @@ mod tests {
             scenario: "rider".into(),
             target: "embedded engine, 2 shards".into(),
             shards: 2,
+            park_spin_us: 0,
             arrivals: "constant",
             seed: 1,
             target_rate: Some(100_000.0),

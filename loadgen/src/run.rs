@@ -57,6 +57,9 @@ pub struct RunResult {
     pub scenario: String,
     pub target: String,
     pub shards: usize,
+    /// How long the target's shards look for work before parking, µs
+    /// ([`crate::target::EmbeddedConfig::park_spin`]; 0: they park at once).
+    pub park_spin_us: u64,
     pub arrivals: &'static str,
     pub seed: u64,
     pub target_rate: Option<f64>,
@@ -192,6 +195,7 @@ pub fn run<T: Target>(
         scenario: String::new(),
         target: target.describe(),
         shards: 0,
+        park_spin_us: 0,
         arrivals: match spec.arrivals {
             Arrivals::Constant => "constant",
             Arrivals::Poisson => "poisson",

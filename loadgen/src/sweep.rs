@@ -45,6 +45,8 @@ pub struct SweepSpec {
     pub load: LoadSpec,
     pub criteria: Criteria,
     pub inbox_capacity: usize,
+    /// [`EmbeddedConfig::park_spin`].
+    pub park_spin: std::time::Duration,
 }
 
 /// One measured rate.
@@ -113,6 +115,7 @@ pub fn sweep_scenario(
             inbox_capacity: spec.inbox_capacity,
             seed: spec.load.seed,
             clock: None,
+            park_spin: spec.park_spin,
         });
         let (mut good, mut bad, mut bisected) = (None::<f64>, None::<f64>, 0);
         let mut points = Vec::new();
@@ -138,6 +141,7 @@ pub fn sweep_scenario(
                 let mut r: RunResult = run(&target, &machines, &warm, &scenario.weights(), &load, progress);
                 r.scenario = scenario.name.clone();
                 r.shards = shards;
+                r.park_spin_us = spec.park_spin.as_micros() as u64;
                 let v = judge(&r, &spec.criteria);
                 let p = Point {
                     scenario: scenario.name.clone(),
@@ -174,9 +178,14 @@ pub fn sweep_scenario(
 pub fn table(series: &[Series], spec: &SweepSpec) -> String {
     let mut s = format!(
         "loadgen sweep: highest sustainable start rate (p99 start latency < {} µs, nothing throttled or lost, \
-         rate within {:.0}%)\n",
+         rate within {:.0}%){}\n",
         spec.criteria.p99_bound_us,
-        spec.criteria.rate_tolerance * 100.0
+        spec.criteria.rate_tolerance * 100.0,
+        if spec.park_spin.is_zero() {
+            String::new()
+        } else {
+            format!("; shards look {} µs for work before parking", spec.park_spin.as_micros())
+        }
     );
     s += &format!(
         "{:<12} {:>6} {:>14} {:>10} {:>10} {:>10}\n",
@@ -221,6 +230,7 @@ pub fn to_json(series: &[Series], spec: &SweepSpec) -> serde_json::Value {
         "factor": spec.factor,
         "max_rate": spec.max_rate,
         "bisect_steps": spec.bisect_steps,
+        "park_spin_us": spec.park_spin.as_micros() as u64,
         "series": series.iter().map(|x| serde_json::json!({
             "scenario": x.scenario,
             "shards": x.shards,
@@ -271,6 +281,7 @@ mod tests {
             },
             criteria: Criteria { rate_tolerance: 0.01, p99_bound_us: 1000.0, all_succeed: true, no_throttling: true },
             inbox_capacity: 1024,
+            park_spin: std::time::Duration::ZERO,
         }
     }
 

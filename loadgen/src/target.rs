@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use sfn::clock::Clock;
@@ -138,12 +138,15 @@ pub struct EmbeddedConfig {
     pub inbox_capacity: usize,
     pub seed: u64,
     pub clock: Option<Arc<dyn Clock>>,
+    /// [`sfn::executor::EngineBuilder::park_spin`] (zero: shards park at once).
+    pub park_spin: Duration,
 }
 
 /// The sharded engine in this process.
 pub struct Embedded {
     engine: Engine,
     shards: usize,
+    park_spin: Duration,
     /// The engine runs on the system clock (not a virtual one given in the config).
     real_clock: bool,
     /// Where `Instant`s fall on the engine's clock, so that a start's intended time is
@@ -216,12 +219,21 @@ impl Embedded {
             // shard has just freed a burst's arenas and table.
             // SAFETY: mi_collect takes no pointer and may be called on any thread.
             .on_idle(std::sync::Arc::new(|| unsafe { libmimalloc_sys::mi_collect(true) }));
+        if !config.park_spin.is_zero() {
+            b = b.park_spin(config.park_spin);
+        }
         if let Some(c) = &config.clock {
             b = b.clock(c.clone());
         }
         let engine = b.build();
         let epoch = ClockEpoch::new(&**engine.clock());
-        Embedded { engine, shards: config.shards.max(1), epoch, real_clock: config.clock.is_none() }
+        Embedded {
+            engine,
+            shards: config.shards.max(1),
+            park_spin: config.park_spin,
+            epoch,
+            real_clock: config.clock.is_none(),
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -257,7 +269,11 @@ impl Target for Embedded {
     type Machine = EmbeddedMachine;
 
     fn describe(&self) -> String {
-        format!("embedded engine, {} shard{}", self.shards, if self.shards == 1 { "" } else { "s" })
+        let mut d = format!("embedded engine, {} shard{}", self.shards, if self.shards == 1 { "" } else { "s" });
+        if !self.park_spin.is_zero() {
+            d += &format!(", looking {} µs for work before parking", self.park_spin.as_micros());
+        }
+        d
     }
 
     fn prepare(&self, label: &str, scenario: &Scenario, check: bool) -> Result<Vec<EmbeddedMachine>, String> {

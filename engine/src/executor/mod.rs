@@ -101,6 +101,7 @@ pub struct EngineBuilder {
     logs: Option<LogWriter>,
     on_idle: Option<IdleHook>,
     store: Option<Arc<dyn Store>>,
+    park_spin: Duration,
 }
 
 /// Called on a shard thread when the shard has no execution left and has given back
@@ -125,6 +126,7 @@ impl Default for EngineBuilder {
             logs: None,
             on_idle: None,
             store: None,
+            park_spin: Duration::ZERO,
         }
     }
 }
@@ -230,6 +232,20 @@ impl EngineBuilder {
         self
     }
 
+    /// How long a shard that runs out of work keeps looking for more before it parks
+    /// (default zero: it parks at once). While it looks it gives its core to any other
+    /// runnable thread between looks, and senders need not wake it. A parked shard's
+    /// thread sleeps in the kernel, and on a virtual machine its idle vCPU halts: the next
+    /// start then waits for a wake-up system call, the scheduler and, on a busy host, the
+    /// hypervisor to run the vCPU again. The price is CPU: a shard that sees work at least
+    /// every `spin` never parks, so its core shows busy all the time. For latency-bound
+    /// deployments on dedicated cores; leave it at zero when the cores are shared with
+    /// other work. Measured effect: results/README.md (`loadgen --park-spin-us`).
+    pub fn park_spin(mut self, spin: Duration) -> Self {
+        self.park_spin = spin;
+        self
+    }
+
     /// Starts the shards.
     pub fn build(self) -> Engine {
         let engine_ref = Arc::new(OnceLock::new());
@@ -250,6 +266,7 @@ impl EngineBuilder {
             max_reruns: self.max_reruns,
             arena_bytes: self.arena_bytes,
             arena_keep_bytes: self.arena_keep_bytes,
+            park_spin: self.park_spin,
             seed: self.seed,
             threads: Mutex::new(Vec::new()),
             logs: RwLock::new(self.logs),
@@ -266,7 +283,7 @@ impl EngineBuilder {
         for _ in 0..self.shards {
             let parker = crossbeam_utils::sync::Parker::new();
             shards.push(ShardQueues {
-                starts: ArrayQueue::new(self.inbox_capacity),
+                starts: Inbox::new(self.inbox_capacity),
                 control: SegQueue::new(),
                 unparker: parker.unparker().clone(),
                 sleeping: CachePadded::new(AtomicBool::new(false)),
@@ -674,9 +691,60 @@ pub(crate) struct ShardGauges {
     answers: metrics::Counter,
 }
 
+/// A shard's starts not begun yet: single ones and `start_batch` chunks, one entry each,
+/// and how many starts they carry in all.
+pub(crate) struct Inbox {
+    queue: ArrayQueue<Inbound>,
+    /// Starts the waiting chunks carry beyond one each: with the queue's length, the
+    /// starts waiting. Added before a chunk is pushed and taken off after it is popped, so
+    /// it never counts fewer than wait. Single starts leave it alone (their path pays
+    /// nothing for it).
+    extra: CachePadded<AtomicUsize>,
+}
+
+impl Inbox {
+    fn new(capacity: usize) -> Inbox {
+        Inbox { queue: ArrayQueue::new(capacity), extra: CachePadded::new(AtomicUsize::new(0)) }
+    }
+
+    fn push(&self, start: Inbound) -> Result<(), Inbound> {
+        let extra = start.starts() - 1;
+        if extra > 0 {
+            self.extra.fetch_add(extra, Ordering::Relaxed);
+        }
+        self.queue.push(start).inspect_err(|_| {
+            if extra > 0 {
+                self.extra.fetch_sub(extra, Ordering::Relaxed);
+            }
+        })
+    }
+
+    pub(crate) fn pop(&self) -> Option<Inbound> {
+        let start = self.queue.pop()?;
+        let extra = start.starts() - 1;
+        if extra > 0 {
+            self.extra.fetch_sub(extra, Ordering::Relaxed);
+        }
+        Some(start)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Entries waiting.
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Starts waiting (at least; a chunk being pushed may be counted already).
+    fn waiting(&self) -> usize {
+        self.queue.len() + self.extra.load(Ordering::Relaxed)
+    }
+}
+
 pub(crate) struct ShardQueues {
-    /// Starts not begun yet: single ones and batches.
-    starts: ArrayQueue<Inbound>,
+    starts: Inbox,
     control: SegQueue<Control>,
     unparker: Unparker,
     /// Set by the shard just before it parks, cleared by whoever wakes it (or by the shard
@@ -873,8 +941,13 @@ pub(crate) struct ExpiredTokens {
 /// How many timed-out tokens the engine remembers.
 const EXPIRED_TOKENS_KEPT: usize = 65_536;
 
-/// Starts an awake shard may have waiting before `submit` wakes a parked one instead.
-const PREFER_AWAKE_BELOW: usize = 16;
+/// Starts an awake shard may have waiting before `submit` wakes a parked one instead:
+/// about 60 µs of a short workflow's work, less than waking a parked shard can take on a
+/// virtual machine (a system call, then the host running the idle vCPU again). On this
+/// project's 2-vCPU VM (rider, 2 shards, 3-s `loadgen check-rate` runs, three alternating
+/// runs each): 16 took 0.92-1.02 CPU-s at 100,000/s with one p99 miss, 64 0.82-0.87 with
+/// p99 184-295 µs; at 600,000/s 64 passed 3 of 3 (p99 249-494 µs), 16 2 of 3, 256 1 of 3.
+const PREFER_AWAKE_BELOW: usize = 64;
 
 impl ExpiredTokens {
     pub(crate) fn insert(&mut self, token: &str) {
@@ -965,6 +1038,8 @@ pub(crate) struct Inner {
     max_reruns: u32,
     arena_bytes: usize,
     arena_keep_bytes: usize,
+    /// `EngineBuilder::park_spin`.
+    park_spin: Duration,
     seed: u64,
     threads: Mutex<Vec<JoinHandle<u64>>>,
     /// Read-locked by shards only for machines that log; taken at shutdown to flush.
@@ -1344,14 +1419,17 @@ impl Engine {
     /// (round-robin alone lets a periodic mix of long and short executions pile the long
     /// ones on one shard, while the other idles); a full inbox passes the start on to the
     /// next shard, and only when every inbox is full is the start throttled. `turn` is the
-    /// round-robin position (a start's sequence number, or a batch's count).
+    /// round-robin position (a start's sequence number, or a batch's count). Waiting is
+    /// counted in starts, not inbox entries: a `start_batch` chunk is one entry of up to
+    /// `START_BATCH_MAX` starts, and counting entries let 16 chunks (up to 1,024 starts, a
+    /// millisecond of a shard's work) queue behind a busy shard while the other slept.
     fn submit(&self, start: Inbound, turn: usize) -> Result<(), StartError> {
         let shards = self.inner.shards();
         let mut first = turn % shards.len();
         if shards.len() > 1 {
             let other = (first + 1) % shards.len();
             let (a, b) = (&shards[first], &shards[other]);
-            let (waiting_a, waiting_b) = (a.starts.len(), b.starts.len());
+            let (waiting_a, waiting_b) = (a.starts.waiting(), b.starts.waiting());
             first = match (a.asleep(), b.asleep()) {
                 (true, false) if waiting_b < PREFER_AWAKE_BELOW => other,
                 (false, true) if waiting_a < PREFER_AWAKE_BELOW => first,

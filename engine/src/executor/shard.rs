@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bumpalo::Bump;
 use crossbeam_utils::sync::Parker;
@@ -237,6 +237,9 @@ impl Shard {
                 let left = deadline.saturating_duration_since(Instant::now());
                 wait = Some(wait.map_or(left, |w| w.min(left)));
             }
+            if self.draining.is_none() && self.look_before_parking(q, &mut wait) {
+                return Turn::Continue;
+            }
             // Tell senders to wake this shard, then look once more: a start pushed before
             // the flag was visible would otherwise wait for the next timer (the fence pairs
             // with the swap in `ShardQueues::wake`).
@@ -251,6 +254,32 @@ impl Shard {
             q.sleeping.store(false, Ordering::Relaxed);
         }
         Turn::Continue
+    }
+
+    /// `EngineBuilder::park_spin`: looks for work for up to that long, or until `wait`
+    /// (the next timer) is over, giving the core to any other runnable thread between
+    /// looks; takes the time it looked off `wait`. True when work came: the shard goes
+    /// round again instead of parking (and a timer that fell due parks it for no time).
+    fn look_before_parking(&self, q: &super::ShardQueues, wait: &mut Option<Duration>) -> bool {
+        let spin = self.inner.park_spin;
+        if spin.is_zero() {
+            return false;
+        }
+        let began = Instant::now();
+        let until = began + wait.map_or(spin, |w| w.min(spin));
+        let found = loop {
+            std::thread::yield_now();
+            if !self.nothing_waiting(q) {
+                break true;
+            }
+            if Instant::now() >= until {
+                break false;
+            }
+        };
+        if let Some(w) = wait {
+            *w = w.saturating_sub(began.elapsed());
+        }
+        found
     }
 
     /// No start in any inbox and no control message for this shard.

@@ -270,8 +270,9 @@ fn callbacks_route_to_the_shard_and_heartbeats_extend_the_task() {
     eventually("the execution fails", || e.metrics(&m).failed == 1);
 }
 
-/// One shard with an inbox of `inbox`, running a machine whose one Task waits until `gate`
-/// opens; one execution is started and inside the handler when this returns.
+/// `shards` shards with an inbox of `inbox` each, running a machine whose one Task waits
+/// until `gate` opens; one execution is started and inside the handler (its shard busy)
+/// when this returns.
 struct Gated {
     clock: Arc<ManualClock>,
     engine: Engine,
@@ -281,7 +282,7 @@ struct Gated {
     entered: Arc<AtomicU32>,
 }
 
-fn gated(inbox: usize) -> Gated {
+fn gated(shards: usize, inbox: usize) -> Gated {
     let clock = Arc::new(ManualClock::fixed());
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     let entered = Arc::new(AtomicU32::new(0));
@@ -299,7 +300,7 @@ fn gated(inbox: usize) -> Gated {
             Ok(input)
         }),
     );
-    let e = Engine::builder().shards(1).inbox_capacity(inbox).clock(clock.clone()).handlers(handlers).build();
+    let e = Engine::builder().shards(shards).inbox_capacity(inbox).clock(clock.clone()).handlers(handlers).build();
     let def = r#"{"StartAt":"G","States":{"G":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:gate","End":true}}}"#;
     let m = register(&e, "Gate", def, MachineType::Express);
     let i = input("{}");
@@ -310,7 +311,7 @@ fn gated(inbox: usize) -> Gated {
 
 #[test]
 fn a_full_inbox_throttles_and_nothing_is_lost_or_counted_twice() {
-    let Gated { engine: e, machine: m, input: i, gate, entered, .. } = gated(4);
+    let Gated { engine: e, machine: m, input: i, gate, entered, .. } = gated(1, 4);
     for _ in 0..4 {
         e.start(&m, &i, None).unwrap();
     }
@@ -326,7 +327,7 @@ fn a_full_inbox_throttles_and_nothing_is_lost_or_counted_twice() {
 
 #[test]
 fn batches_are_accepted_or_throttled_by_the_chunk_and_count_from_each_request_time() {
-    let Gated { clock, engine: e, machine: m, input: i, gate, entered } = gated(2);
+    let Gated { clock, engine: e, machine: m, input: i, gate, entered } = gated(1, 2);
     // 200 starts are chunks of 64, 64, 64 and 8; an inbox of 2 takes the first two.
     let t0 = clock.now();
     let requested: Vec<i64> = (0..200).map(|k| t0 - 2 * S - k).collect();
@@ -341,6 +342,46 @@ fn batches_are_accepted_or_throttled_by_the_chunk_and_count_from_each_request_ti
     assert_eq!(metrics.start_latency_ns.count_between(2 * S as u64 - 200, 2 * S as u64 + 200), 128);
     e.shutdown(Shutdown::Abandon);
     assert_eq!(e.start_batch(&m, &i, &requested), Err(StartError::ShuttingDown));
+}
+
+#[test]
+fn chunks_waiting_behind_a_busy_shard_wake_the_sleeping_one() {
+    // One shard is stuck in a handler (awake), the other has parked. One chunk of 64
+    // starts waiting at the busy one is as many starts as `submit` leaves there (counting
+    // inbox entries would leave 16 chunks): the next chunk goes to the parked shard and
+    // wakes it, and it begins every start, the busy shard's waiting chunk included, while
+    // the busy one is still stuck.
+    let Gated { clock, engine: e, gate, .. } = gated(2, 1024);
+    let quick = register(&e, "Pass2", PASS2, MachineType::Express);
+    eventually("the idle shard parks", || e.gauges().iter().filter(|g| g.asleep).count() == 1);
+    let requested = vec![clock.now(); 200];
+    let accepted = e.start_batch(&quick, &input("{}"), &requested);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.ended(&quick) < 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let ended = e.ended(&quick);
+    // Open the gate before asserting: the engine's drop waits for the stuck shard.
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    assert_eq!(accepted, Ok(200));
+    assert_eq!(ended, 200, "the quick starts waited for the busy shard");
+}
+
+#[test]
+fn a_shard_looking_for_work_still_fires_its_timer_on_time_and_then_parks() {
+    // park_spin longer than the Wait: the shard stops looking when the timer is due.
+    let e = Engine::builder().shards(1).park_spin(Duration::from_secs(4)).build();
+    let def = r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":1,"Next":"P"},"P":{"Type":"Pass","End":true}}}"#;
+    let m = register(&e, "Wait1", def, MachineType::Express);
+    let t0 = Instant::now();
+    e.start(&m, &input("{}"), None).unwrap();
+    eventually("the execution ends", || e.ended(&m) == 1);
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_millis(3500), "{took:?}");
+    // With nothing left, it looks for at most 4 s more, then parks.
+    eventually("the shard parks", || e.gauges()[0].asleep);
+    assert_eq!(e.metrics(&m).succeeded, 1);
 }
 
 #[test]
