@@ -219,9 +219,7 @@ impl Embedded {
             // shard has just freed a burst's arenas and table.
             // SAFETY: mi_collect takes no pointer and may be called on any thread.
             .on_idle(std::sync::Arc::new(|| unsafe { libmimalloc_sys::mi_collect(true) }));
-        if !config.park_spin.is_zero() {
-            b = b.park_spin(config.park_spin);
-        }
+        b = b.park_spin(config.park_spin);
         if let Some(c) = &config.clock {
             b = b.clock(c.clone());
         }

@@ -150,6 +150,24 @@ fn the_sender_wakes_at_most_once_per_send_interval() {
 }
 
 #[test]
+fn shards_that_look_for_work_before_parking_count_every_start_and_say_so() {
+    for (spin, text) in [("0", None), ("300", Some("looking 300 µs for work before parking"))] {
+        let out = short_check_rate("pass4", "2000", &["--park-spin-us", spin]);
+        let j = json_of(&out);
+        assert_eq!(
+            (j["accepted"].as_u64(), j["succeeded"].as_u64(), j["lost"].as_u64()),
+            (Some(400), Some(400), Some(0))
+        );
+        assert_eq!(j["park_spin_us"].as_u64(), spin.parse().ok(), "{j}");
+        let target = j["target"].as_str().expect("target");
+        match text {
+            Some(t) => assert!(target.contains(t), "{target}"),
+            None => assert!(!target.contains("looking"), "{target}"),
+        }
+    }
+}
+
+#[test]
 fn check_rate_summary_defines_start_latency() {
     let out = loadgen(&["check-rate", "--scenario", "pass4", "--rate", "1000", "--duration", "0.1", "--warmup", "0"]);
     let text = String::from_utf8_lossy(&out.stdout);
